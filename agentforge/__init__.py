@@ -1,0 +1,69 @@
+"""agentforge: a self-evolving multi-agent workflow engine.
+
+Importing this package is cheap: the public names below are loaded on first use, so litellm,
+langgraph and llama.cpp are imported only when a workflow actually runs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Workflow": "agentforge.runtime.workflow",
+    "RunResult": "agentforge.runtime.workflow",
+    "WorkflowSpec": "agentforge.workflow.spec",
+    "Change": "agentforge.workflow.spec",
+    "load_spec": "agentforge.workflow.loader",
+    "spec_from_text": "agentforge.workflow.loader",
+    "find_problems": "agentforge.workflow.validate",
+    "Trace": "agentforge.runtime.trace",
+    "Gateway": "agentforge.llm.gateway",
+    "LLMRequest": "agentforge.llm.base",
+    "LLMResponse": "agentforge.llm.base",
+    "Message": "agentforge.llm.base",
+    "ScriptedModel": "agentforge.llm.scripted",
+    "register_script": "agentforge.llm.scripted",
+    "Settings": "agentforge.config",
+    "get_settings": "agentforge.config",
+    "use_settings": "agentforge.config",
+    "tool": "agentforge.tools.base",
+    "Tool": "agentforge.tools.base",
+    "ToolRegistry": "agentforge.tools.base",
+    "AgentforgeError": "agentforge.errors",
+    "SpecError": "agentforge.errors",
+    "InputError": "agentforge.errors",
+    "LLMError": "agentforge.errors",
+    "NodeError": "agentforge.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentforge' has no attribute '{name}'")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from agentforge.config import Settings, get_settings, use_settings
+    from agentforge.errors import AgentforgeError, InputError, LLMError, NodeError, SpecError
+    from agentforge.llm.base import LLMRequest, LLMResponse, Message
+    from agentforge.llm.gateway import Gateway
+    from agentforge.llm.scripted import ScriptedModel, register_script
+    from agentforge.runtime.trace import Trace
+    from agentforge.runtime.workflow import RunResult, Workflow
+    from agentforge.tools.base import Tool, ToolRegistry, tool
+    from agentforge.workflow.loader import load_spec, spec_from_text
+    from agentforge.workflow.spec import Change, WorkflowSpec
+    from agentforge.workflow.validate import find_problems

@@ -1,0 +1,418 @@
+"""The embedded default model, run in-process by llama-cpp-python and served to litellm as provider ``local``.
+
+``register_local_provider()`` makes ``litellm.acompletion(model="local/qwen2.5-coder-0.5b-instruct", ...)``
+work; the gateway calls it lazily before its first ``local/...`` call. Importing this module imports neither
+litellm nor llama_cpp.
+
+One ``Llama`` per (file, threads, context, batch) is loaded per process and shared. llama.cpp is not
+thread-safe, so each model has a lock, and async callers generate in a worker thread so the event loop
+stays free.
+
+Threads: llama.cpp parallelises with OpenMP, whose threads spin while waiting for each other. With two
+threads on two cores, any other busy process makes them spin against it and generation collapses ~50x.
+So the default is one thread (``local.n_threads``), prompt processing uses the same count, and unless the
+user chose otherwise ``OMP_WAIT_POLICY=PASSIVE`` is set before llama_cpp is first imported (libgomp reads
+it once, at load), which keeps a raised thread count from collapsing. benchmarks/bench_local_model.py
+measures all of this.
+
+Errors raised here are agentforge errors. litellm wraps whatever a custom handler raises (usually into
+``litellm.APIConnectionError``) and keeps ours only on the exception chain: ``find_agentforge_error``
+digs it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from agentforge.config import LOCAL_MODEL, LocalModelSettings, Settings, get_settings
+from agentforge.errors import AgentforgeError, ContextWindow, LLMError, ModelNotFound
+from agentforge.llm.weights import INSTALL_HINT, resolve_weights
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+__all__ = [
+    "MODEL_NAME",
+    "PROVIDER",
+    "GenerationParams",
+    "LocalCompletion",
+    "LocalModel",
+    "find_agentforge_error",
+    "get_local_model",
+    "load_count",
+    "register_local_provider",
+    "unload_local_models",
+]
+
+log = structlog.get_logger(__name__)
+
+PROVIDER = "local"
+MODEL_NAME = LOCAL_MODEL.split("/", 1)[1]
+_WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+_WAIT_POLICY_DEFAULT = "PASSIVE"
+
+# Parameters llama.cpp can honour beyond the OpenAI core; anything else that would change the answer
+# is refused rather than silently ignored.
+_PASSTHROUGH = ("top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
+_UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
+                "logit_bias")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling for one call. ``None`` leaves llama.cpp's default (temperature 0.2, top_p 0.95)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    n: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+    extra: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_optional_params(cls, params: Mapping[str, Any]) -> GenerationParams:
+        """Read what litellm passes a custom provider as ``optional_params``."""
+        refused = sorted(k for k in _UNSUPPORTED if params.get(k) not in (None, False, [], {}))
+        if refused:
+            raise LLMError(f"the local model does not support: {', '.join(refused)}", model=LOCAL_MODEL)
+        stop = params.get("stop")
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        max_tokens = params.get("max_tokens", params.get("max_completion_tokens"))
+        n = int(params.get("n") or 1)
+        if n < 1:
+            raise LLMError(f"n must be at least 1, got {n}", model=LOCAL_MODEL)
+        schema, json_mode = _read_response_format(params.get("response_format"))
+        return cls(
+            temperature=_opt_float(params.get("temperature")),
+            top_p=_opt_float(params.get("top_p")),
+            max_tokens=int(max_tokens) if max_tokens is not None else None,
+            n=n,
+            seed=int(params["seed"]) if params.get("seed") is not None else None,
+            stop=stops,
+            json_schema=schema,
+            json_mode=json_mode or schema is not None,
+            extra=tuple((k, float(params[k])) for k in _PASSTHROUGH if params.get(k) is not None),
+        )
+
+
+@dataclass(frozen=True)
+class LocalCompletion:
+    texts: tuple[str, ...]
+    finish_reasons: tuple[str, ...]
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _read_response_format(fmt: Any) -> tuple[dict[str, Any] | None, bool]:
+    """(schema, json_mode) from an OpenAI ``response_format`` (dict or pydantic model class)."""
+    if fmt is None:
+        return None, False
+    if isinstance(fmt, type) and hasattr(fmt, "model_json_schema"):
+        return fmt.model_json_schema(), True
+    if not isinstance(fmt, Mapping):
+        raise LLMError(f"unsupported response_format {fmt!r}", model=LOCAL_MODEL)
+    kind = fmt.get("type")
+    if kind == "text":
+        return None, False
+    if kind == "json_object":
+        return fmt.get("schema"), True
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema", fmt.get("schema"))
+        return (dict(schema) if schema is not None else None), True
+    raise LLMError(f"unsupported response_format type {kind!r}", model=LOCAL_MODEL)
+
+
+@lru_cache(maxsize=256)
+def _check_schema_grammar(schema_json: str) -> None:
+    # llama-cpp-python silently falls back to "any JSON" when a schema has no grammar; say so once.
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        json_schema_to_gbnf(schema_json)
+    except Exception as exc:  # the converter raises bare Exception/KeyError/ValueError alike
+        log.warning("local.schema_not_constrained", error=str(exc),
+                    detail="output is constrained to JSON, not to the schema; the caller must validate")
+
+
+def _text_content(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        parts = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                raise LLMError("the local model accepts text content only", model=LOCAL_MODEL)
+        return "".join(parts)
+    return str(content)
+
+
+def _chat_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
+    out = []
+    for message in messages:
+        m = message if isinstance(message, Mapping) else message.model_dump()
+        out.append({"role": str(m["role"]), "content": _text_content(m.get("content"))})
+    return out
+
+
+def _import_llama_cpp() -> ModuleType:
+    if "llama_cpp" not in sys.modules and _WAIT_POLICY_ENV not in os.environ:
+        os.environ[_WAIT_POLICY_ENV] = _WAIT_POLICY_DEFAULT
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelNotFound(
+            f"the local model needs llama-cpp-python, which is not installed ({exc}). "
+            f"Install it with: {INSTALL_HINT}",
+            model=LOCAL_MODEL,
+        ) from exc
+    return llama_cpp
+
+
+@dataclass
+class LocalModel:
+    """One loaded GGUF, shared by every caller in the process."""
+
+    llama: Llama
+    path: Path
+    settings: LocalModelSettings
+    load_seconds: float
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def complete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
+        """Generate ``params.n`` answers (seeds seed, seed+1, ...). Blocks; holds the model lock."""
+        chat = _chat_messages(messages)
+        kwargs: dict[str, Any] = dict(params.extra)
+        if params.temperature is not None:
+            kwargs["temperature"] = params.temperature
+        if params.top_p is not None:
+            kwargs["top_p"] = params.top_p
+        if params.max_tokens is not None:
+            kwargs["max_tokens"] = params.max_tokens
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if params.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
+            if params.json_schema is not None:
+                schema_json = json.dumps(params.json_schema, sort_keys=True)
+                _check_schema_grammar(schema_json)
+                kwargs["response_format"]["schema"] = params.json_schema
+        texts: list[str] = []
+        reasons: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        started = time.perf_counter()
+        with self.lock:
+            for i in range(params.n):
+                seed = params.seed + i if params.seed is not None else None
+                result = self._generate(chat, seed=seed, **kwargs)
+                choice = result["choices"][0]
+                texts.append(choice["message"]["content"] or "")
+                reasons.append(choice.get("finish_reason") or "stop")
+                usage = result["usage"]
+                prompt_tokens = usage["prompt_tokens"]  # the same prompt each time: count it once
+                completion_tokens += usage["completion_tokens"]
+        return LocalCompletion(texts=tuple(texts), finish_reasons=tuple(reasons), prompt_tokens=prompt_tokens,
+                               completion_tokens=completion_tokens, seconds=time.perf_counter() - started)
+
+    async def acomplete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
+        return await asyncio.to_thread(self.complete, messages, params)
+
+    def _generate(self, chat: list[dict[str, str]], **kwargs: Any) -> Any:
+        try:
+            return self.llama.create_chat_completion(messages=chat, **kwargs)
+        except ValueError as exc:
+            text = str(exc)
+            if "exceed context window" in text:
+                raise ContextWindow(
+                    f"the prompt does not fit the local model's context: {text}. Shorten the prompt or "
+                    "raise local.n_ctx", model=LOCAL_MODEL, n_ctx=self.settings.n_ctx,
+                ) from exc
+            raise LLMError(f"the local model failed: {text}", model=LOCAL_MODEL) from exc
+        except RuntimeError as exc:
+            raise LLMError(f"the local model failed: {exc}", model=LOCAL_MODEL) from exc
+
+
+_load_lock = threading.Lock()
+_models: dict[tuple[str, int, int, int], LocalModel] = {}
+_resolved: dict[tuple[LocalModelSettings, Path], Path] = {}
+_loads = 0
+
+
+def get_local_model(settings: Settings | None = None) -> LocalModel:
+    """The shared model for ``settings`` (default: the settings in force), loading it on first use.
+
+    Resolving and verifying the weights and loading them block for up to a few seconds the first time;
+    async callers should run this in a thread (``LocalModel.acomplete`` callers get that via the provider).
+    """
+    global _loads
+    settings = settings or get_settings()
+    local = settings.local
+    with _load_lock:
+        path = _resolved.get((local, settings.models_dir))
+        if path is None:
+            path = resolve_weights(local, settings.models_dir)
+            _resolved[(local, settings.models_dir)] = path
+        key = (str(path), local.n_threads, local.n_ctx, local.n_batch)
+        model = _models.get(key)
+        if model is None:
+            model = _load(path, local)
+            _models[key] = model
+            _loads += 1
+        return model
+
+
+def _load(path: Path, local: LocalModelSettings) -> LocalModel:
+    llama_cpp = _import_llama_cpp()
+    started = time.perf_counter()
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=local.n_ctx,
+            n_batch=local.n_batch,
+            n_threads=local.n_threads,
+            n_threads_batch=local.n_threads,  # llama-cpp-python's default is every core: the spin trap again
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelNotFound(f"llama.cpp could not load {path}: {exc}", model=LOCAL_MODEL,
+                            path=str(path)) from exc
+    seconds = time.perf_counter() - started
+    log.info("local.model_loaded", path=str(path), seconds=round(seconds, 3), n_threads=local.n_threads,
+             n_ctx=local.n_ctx, omp_wait_policy=os.environ.get(_WAIT_POLICY_ENV))
+    return LocalModel(llama=llama, path=path, settings=local, load_seconds=seconds)
+
+
+def load_count() -> int:
+    """How many times this process has loaded a model (for tests and ``agentforge models``)."""
+    return _loads
+
+
+def unload_local_models() -> None:
+    """Free every loaded model; the next call loads again."""
+    with _load_lock:
+        for model in _models.values():
+            with model.lock:
+                model.llama.close()
+        _models.clear()
+        _resolved.clear()
+
+
+def _served_model(model: str) -> str:
+    name = model.split("/", 1)[1] if model.startswith(PROVIDER + "/") else model
+    if name != MODEL_NAME:
+        raise ModelNotFound(
+            f"the local provider serves only '{LOCAL_MODEL}', not '{PROVIDER}/{name}'. To run other weights, "
+            "point local.path at your GGUF and keep the model name",
+            model=f"{PROVIDER}/{name}",
+        )
+    return name
+
+
+def _fill_response(model_response: Any, name: str, result: LocalCompletion) -> Any:
+    import litellm
+
+    model_response.choices = [
+        litellm.Choices(index=i, finish_reason=reason,
+                        message=litellm.Message(role="assistant", content=text))
+        for i, (text, reason) in enumerate(zip(result.texts, result.finish_reasons, strict=True))
+    ]
+    model_response.usage = litellm.Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+    model_response.model = f"{PROVIDER}/{name}"
+    model_response.created = int(time.time())
+    return model_response
+
+
+_handler: Any = None
+_register_lock = threading.Lock()
+
+
+def _make_handler() -> Any:
+    from litellm.llms.custom_llm import CustomLLM
+
+    class LocalLLM(CustomLLM):  # type: ignore[misc]
+        """litellm's view of the local model; defined here so importing this module stays cheap."""
+
+        def completion(self, model: str, messages: list[Any], api_base: str | None, custom_prompt_dict: dict,
+                       model_response: Any, print_verbose: Any, encoding: Any, api_key: str | None,
+                       logging_obj: Any, optional_params: dict[str, Any], acompletion: Any = None,
+                       litellm_params: Any = None, logger_fn: Any = None, headers: dict | None = None,
+                       timeout: Any = None, client: Any = None) -> Any:
+            name = _served_model(model)
+            params = GenerationParams.from_optional_params(optional_params)
+            result = get_local_model().complete(messages, params)
+            return _fill_response(model_response, name, result)
+
+        async def acompletion(self, model: str, messages: list[Any], api_base: str | None,
+                              custom_prompt_dict: dict, model_response: Any, print_verbose: Any,
+                              encoding: Any, api_key: str | None, logging_obj: Any,
+                              optional_params: dict[str, Any], acompletion: Any = None,
+                              litellm_params: Any = None, logger_fn: Any = None,
+                              headers: dict | None = None, timeout: Any = None, client: Any = None) -> Any:
+            name = _served_model(model)
+            params = GenerationParams.from_optional_params(optional_params)
+            settings = get_settings()
+            # Loading (first call) and generating both block: keep them off the event loop.
+            result = await asyncio.to_thread(lambda: get_local_model(settings).complete(messages, params))
+            return _fill_response(model_response, name, result)
+
+    return LocalLLM()
+
+
+def register_local_provider() -> None:
+    """Make ``local/...`` model strings reach the embedded model through litellm. Idempotent."""
+    global _handler
+    import litellm
+
+    with _register_lock:
+        if _handler is None:
+            _handler = _make_handler()
+        present = any(entry.get("provider") == PROVIDER and entry.get("custom_handler") is _handler
+                      for entry in litellm.custom_provider_map)
+        if not present:
+            others = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
+            litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": _handler}]
+            litellm.utils.custom_llm_setup()
+            zero = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0, "cache_read_input_token_cost": 0.0}
+            litellm.register_model({LOCAL_MODEL: {**zero, "litellm_provider": PROVIDER, "mode": "chat"}})
+
+
+def find_agentforge_error(exc: BaseException) -> AgentforgeError | None:
+    """The agentforge error behind ``exc``, following ``__cause__``/``__context__`` (litellm's wrapping)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AgentforgeError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,1 @@
+"""Execution: compile a spec to LangGraph, run it, trace it."""

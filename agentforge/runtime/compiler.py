@@ -1,0 +1,176 @@
+"""Spec -> LangGraph ``StateGraph``: typed state with reducers, fan-out, joins, routers, loop bounds.
+
+Build once, compile per checkpointer (the no-checkpointer graph is cached). Node functions read the
+run's context from a contextvar, so one compiled graph serves every run and every batch item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypedDict
+
+from agentforge.errors import AgentforgeError, InputError, NodeError, OutputError
+from agentforge.runtime.context import RunContext, current_run
+from agentforge.runtime.nodes import agent, code, ensemble, router, subworkflow, tool
+from agentforge.runtime.nodes.router import ROUTE_KEY, VISITS_KEY
+from agentforge.runtime.trace import NodeTrace
+from agentforge.workflow.spec import END, START, RouterNode, WorkflowSpec
+from agentforge.workflow.types import coerce, parse_type
+
+Executor = Callable[[Any, dict[str, Any], RunContext, NodeTrace], Awaitable[dict[str, Any]]]
+EXECUTORS: dict[str, Executor] = {
+    "agent": agent.execute,
+    "tool": tool.execute,
+    "ensemble": ensemble.execute,
+    "code": code.execute,
+    "subworkflow": subworkflow.execute,
+}
+
+
+def _append(left: list[Any] | None, right: Any) -> list[Any]:
+    left = list(left or [])
+    return left + (list(right) if isinstance(right, list) else [right])
+
+
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+def _sum(left: Any, right: Any) -> Any:
+    return right if left is None else left + right
+
+
+_REDUCERS = {"append": _append, "merge": _merge, "sum": _sum}
+
+
+def state_schema(spec: WorkflowSpec) -> type:
+    """A TypedDict of every field the workflow reads or writes; reducers become Annotated channels."""
+    fields: dict[str, Any] = {name: Any for name in spec.inputs}
+    for node in spec.nodes:
+        for name in (*node.input_names(), *node.outputs):
+            fields.setdefault(name, Any)
+    for name, field in spec.state.items():
+        reducer = _REDUCERS.get(field.reducer)
+        fields[name] = Annotated[Any, reducer] if reducer else Any
+    fields[ROUTE_KEY] = Annotated[dict, _merge]
+    fields[VISITS_KEY] = Annotated[dict, _merge]
+    return TypedDict("WorkflowState", fields, total=False)  # type: ignore[operator]
+
+
+def _gather_inputs(node: Any, state: dict[str, Any], spec: WorkflowSpec) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in node.input_names():
+        value = state.get(name)
+        if value is None:
+            default = spec.state[name].default if name in spec.state else None
+            if default is None and name not in spec.state:
+                raise InputError(f"node '{node.id}' input '{name}' has no value: the node that produces it "
+                                 "did not run on this path", node=node.id)
+            value = default
+        values[name] = value
+    return values
+
+
+def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    output_types = node.output_types()
+    is_router = isinstance(node, RouterNode)
+    executor = None if is_router else EXECUTORS[node.kind]
+
+    async def run_node(state: dict[str, Any]) -> dict[str, Any]:
+        ctx = current_run.get()
+        record = NodeTrace(node=node.id, kind=node.kind, started_at=time.time())
+        started = time.perf_counter()
+        try:
+            values = _gather_inputs(node, state, spec)
+            record.inputs = values
+            if is_router:
+                visits = (state.get(VISITS_KEY) or {}).get(node.id, 0) + 1
+                target = await router.execute(node, values, ctx, record, visits)
+                record.outputs = {"route": target}
+                return {ROUTE_KEY: {node.id: target}, VISITS_KEY: {node.id: visits}}
+            assert executor is not None
+            update = await executor(node, values, ctx, record)
+            for name, ftype in output_types.items():
+                if name not in update:
+                    raise OutputError(f"node '{node.id}' did not produce output '{name}'", node=node.id)
+                try:
+                    update[name] = coerce(update[name], ftype)
+                except ValueError as exc:
+                    raise OutputError(f"node '{node.id}' output '{name}': {exc}", node=node.id) from None
+            record.outputs = dict(update)
+            return update
+        except NodeError as exc:
+            record.error = record.error or exc.message
+            raise
+        except AgentforgeError as exc:
+            record.error = f"{type(exc).__name__}: {exc.message}"
+            raise NodeError(f"node '{node.id}' failed: {exc.message}", node=node.id, cause=exc.code) from exc
+        finally:
+            record.latency_s = time.perf_counter() - started
+            ctx.trace.nodes.append(record)
+
+    run_node.__name__ = f"node_{node.id}"
+    return run_node
+
+
+def _route_selector(node_id: str) -> Callable[[dict[str, Any]], str]:
+    def select(state: dict[str, Any]) -> str:
+        return state[ROUTE_KEY][node_id]
+
+    return select
+
+
+class CompiledWorkflow:
+    """A spec built into a LangGraph ``StateGraph``; ``graph()`` compiles it for a checkpointer."""
+
+    def __init__(self, spec: WorkflowSpec) -> None:
+        from langgraph.graph import END as LG_END
+        from langgraph.graph import START as LG_START
+        from langgraph.graph import StateGraph
+
+        self.spec = spec
+        builder = StateGraph(state_schema(spec))
+        for node in spec.nodes:
+            builder.add_node(node.id, _node_function(spec, node))
+
+        def ref(name: str) -> str:
+            return LG_END if name == END else LG_START if name == START else name
+
+        for entry in spec.entries():
+            builder.add_edge(LG_START, entry)
+        has_out: set[str] = set()
+        for edge in spec.edges:
+            sources = edge.sources()
+            for target in edge.targets():
+                if len(sources) > 1:
+                    builder.add_edge([ref(s) for s in sources], ref(target))  # join: waits for all
+                else:
+                    builder.add_edge(ref(sources[0]), ref(target))
+            has_out.update(sources)
+        for node in spec.nodes:
+            if isinstance(node, RouterNode):
+                targets = {r.to for r in node.routes} | {t for t in (node.default, node.on_limit) if t}
+                builder.add_conditional_edges(node.id, _route_selector(node.id), {t: ref(t) for t in targets})
+            elif node.id not in has_out:
+                builder.add_edge(node.id, LG_END)
+        self.builder = builder
+        bounds = sum((n.max_iterations or 0) for n in spec.nodes if isinstance(n, RouterNode))
+        # LangGraph counts supersteps; every loop pass may touch every node once.
+        self.recursion_limit = max(25, len(spec.nodes) * (bounds + 2) + 10)
+        self._plain: Any = None
+
+    def graph(self, checkpointer: Any = None) -> Any:
+        if checkpointer is None:
+            if self._plain is None:
+                self._plain = self.builder.compile()
+            return self._plain
+        return self.builder.compile(checkpointer=checkpointer)
+
+    def output_values(self, state: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, type_expr in self.spec.outputs.items():
+            if state.get(name) is None:
+                raise OutputError(f"workflow output '{name}' was not produced on the path this run took")
+            out[name] = coerce(state[name], parse_type(type_expr))
+        return out

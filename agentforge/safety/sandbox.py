@@ -1,0 +1,346 @@
+"""Run generated Python in a separate, locked-down interpreter.
+
+Each run is a fresh ``python -I -u -X utf8`` process (the same interpreter as the caller) that:
+
+- works in its own folder: a new temporary directory, or ``workdir`` (the run's workspace);
+- sees a minimal environment (``PATH`` and ``LANG`` only, so no API keys leak) and a closed stdin;
+- has no network: it runs under ``unshare --net`` (a new, empty network namespace) when that works on
+  this machine, and in every case a guard at the top of the child replaces ``socket`` so that IP
+  sockets, ``connect``, ``bind`` and name lookups raise ``PermissionError``;
+- lowers its own resource limits before the code starts (address space, CPU seconds, file size,
+  process count, no core dumps), with soft and hard limits equal;
+- leads a new session, so a timeout (or cancellation) kills the whole process group.
+
+The limits are set by the child's bootstrap rather than by ``preexec_fn``: ``preexec_fn`` may deadlock
+when the parent has threads, and the engine runs tools in threads.
+
+This contains runaway or careless code (infinite loops, huge allocations, stray network calls, output
+floods). It is not a boundary against hostile code running as root: root may raise its own limits and
+reach the filesystem; the network namespace is the only kernel-enforced part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agentforge.errors import SandboxError
+
+__all__ = ["SandboxResult", "arun_python", "extract_code", "network_isolation", "run_python"]
+
+log = structlog.get_logger(__name__)
+
+FILE_SIZE_LIMIT = 50 * 1024 * 1024
+MAX_PROCESSES = 512  # counts every process and thread of the user; ignored for root
+_MIN_MEMORY_MB = 64
+# Candidate prefixes that give the child an empty network namespace, tried in order.
+_NET_PREFIXES: tuple[tuple[str, ...], ...] = (("--net",), ("--user", "--map-root-user", "--net"))
+
+_BOOTSTRAP = '''\
+# agentforge sandbox bootstrap: limits, network guard, inputs; then the code runs as __main__.
+def _agentforge_setup():
+    import json
+    import resource
+    import socket
+    import sys
+
+    for name, value in __LIMITS__.items():
+        limit = getattr(resource, name, None)
+        if limit is None:
+            continue
+        hard = resource.getrlimit(limit)[1]
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(limit, (value, value))
+
+    def deny(*args, **kwargs):
+        raise PermissionError("network access is disabled in the agentforge sandbox")
+
+    unix = getattr(socket, "AF_UNIX", None)
+
+    class GuardedSocket(socket.socket):
+        # Local socket pairs stay usable (asyncio and multiprocessing need them); nothing may connect.
+        def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+            super().__init__(family, type, proto, fileno)
+            if self.family != unix:
+                self.close()
+                deny()
+
+        connect = connect_ex = bind = deny
+
+    socket.socket = socket.SocketType = GuardedSocket
+    for name in ("create_connection", "create_server", "getaddrinfo", "gethostbyname",
+                 "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
+        setattr(socket, name, deny)
+
+    with open(__INPUTS_PATH__, encoding="utf-8") as f:
+        inputs = json.load(f)
+    with open(__CODE_PATH__, encoding="utf-8") as f:
+        source = f.read()
+    sys.argv = [__CODE_PATH__]
+    names = {k: v for k, v in inputs.items() if k.isidentifier() and not k.startswith("__")}
+    names.update(inputs=inputs, __file__=__CODE_PATH__, __agentforge_source__=source)
+    return names
+
+
+globals().update(_agentforge_setup())
+del _agentforge_setup
+try:
+    exec(compile(globals().pop("__agentforge_source__"), __file__, "exec"))
+except SystemExit:
+    raise
+except BaseException as exc:
+    import traceback
+
+    # Print the traceback without this bootstrap frame: the reader only needs the code's own frames.
+    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+    raise SystemExit(1) from None
+'''
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What a sandboxed run produced. ``returncode`` is None when the run was killed for time."""
+
+    stdout: str
+    stderr: str
+    returncode: int | None
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and self.returncode == 0
+
+
+def extract_code(text: str) -> str:
+    """The Python in an LLM reply: the first ```python / ```py / bare fenced block, else the whole text."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = re.match(r"^\s*(`{3,}|~{3,})\s*([^\s`]*)", lines[i])
+        if opening is None:
+            i += 1
+            continue
+        fence, lang = opening.group(1), opening.group(2).lower()
+        end = i + 1
+        while end < len(lines) and not _closes(lines[end], fence):
+            end += 1
+        if lang in ("", "python", "python3", "py", "py3"):
+            return textwrap.dedent("\n".join(lines[i + 1 : end])).strip()
+        i = end + 1
+    return text.strip()
+
+
+def _closes(line: str, fence: str) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and set(stripped) == {fence[0]}
+
+
+@cache
+def _net_prefix() -> tuple[str, ...]:
+    """The command prefix that isolates the network here, or () if none works. Checked once."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        log.info("sandbox.network_isolation", method="python-guard", reason="unshare not found")
+        return ()
+    for flags in _NET_PREFIXES:
+        prefix = (unshare, *flags)
+        try:
+            probe = subprocess.run(
+                [*prefix, sys.executable, "-I", "-S", "-c", "pass"],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0:
+            log.debug("sandbox.network_isolation", method="unshare", flags=" ".join(flags))
+            return prefix
+    log.info("sandbox.network_isolation", method="python-guard", reason="unshare --net is not permitted")
+    return ()
+
+
+def network_isolation() -> str:
+    """How the sandbox blocks the network on this machine: ``"unshare"`` or ``"python-guard"``."""
+    return "unshare" if _net_prefix() else "python-guard"
+
+
+@dataclass(frozen=True)
+class _Job:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    stdout_path: Path
+    stderr_path: Path
+
+
+def _prepare(
+    code: str, inputs: dict[str, Any] | None, timeout: float, memory_mb: int, workdir: Path | None, tmp: Path,
+    prefix: tuple[str, ...],
+) -> _Job:
+    if timeout <= 0:
+        raise SandboxError(f"timeout must be positive, got {timeout}")
+    if memory_mb < _MIN_MEMORY_MB:
+        raise SandboxError(f"memory_mb must be at least {_MIN_MEMORY_MB}, got {memory_mb}")
+    inputs = dict(inputs or {})
+    bad_keys = [k for k in inputs if not isinstance(k, str)]
+    if bad_keys:
+        raise SandboxError(f"sandbox input names must be strings, got {bad_keys!r}")
+    try:
+        inputs_json = json.dumps(inputs, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SandboxError(f"sandbox inputs must be JSON-serializable: {exc}") from exc
+
+    if workdir is None:
+        cwd = tmp / "work"
+        cwd.mkdir()
+    else:
+        cwd = Path(workdir).resolve()
+        if cwd.exists() and not cwd.is_dir():
+            raise SandboxError(f"sandbox workdir is not a directory: {cwd}")
+        cwd.mkdir(parents=True, exist_ok=True)
+
+    code_path, inputs_path, boot_path = tmp / "main.py", tmp / "inputs.json", tmp / "bootstrap.py"
+    code_path.write_text(code, encoding="utf-8")
+    inputs_path.write_text(inputs_json, encoding="utf-8")
+    limits = {
+        "RLIMIT_AS": memory_mb * 1024 * 1024,
+        "RLIMIT_CPU": int(timeout) + 2,
+        "RLIMIT_FSIZE": FILE_SIZE_LIMIT,
+        "RLIMIT_NPROC": MAX_PROCESSES,
+        "RLIMIT_CORE": 0,
+    }
+    boot = (
+        _BOOTSTRAP.replace("__LIMITS__", repr(limits))
+        .replace("__INPUTS_PATH__", repr(str(inputs_path)))
+        .replace("__CODE_PATH__", repr(str(code_path)))
+    )
+    boot_path.write_text(boot, encoding="utf-8")
+
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
+    if "LANG" in os.environ:
+        env["LANG"] = os.environ["LANG"]
+    argv = [*prefix, sys.executable, "-I", "-u", "-X", "utf8", str(boot_path)]
+    return _Job(argv, env, cwd, tmp / "stdout.txt", tmp / "stderr.txt")
+
+
+def _kill_group(pid: int) -> None:
+    # The child leads its own session, so its pid is the process group id of everything it started.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        log.warning("sandbox.kill_failed", pid=pid)
+
+
+def _read_capped(path: Path, max_output: int) -> str:
+    with path.open("rb") as f:
+        data = f.read(max_output * 4 + 4)
+        more = bool(f.read(1))
+    text = data.decode("utf-8", errors="replace")
+    if len(text) > max_output or more:
+        return text[:max_output] + f"\n... [output truncated at {max_output} characters]"
+    return text
+
+
+def _finish(job: _Job, returncode: int | None, timed_out: bool, timeout: float, started: float,
+            max_output: int) -> SandboxResult:
+    duration = time.monotonic() - started
+    stdout = _read_capped(job.stdout_path, max_output)
+    stderr = _read_capped(job.stderr_path, max_output)
+    if timed_out:
+        returncode = None
+        stderr += f"\n[timed out after {timeout:g} s]"
+    elif returncode is not None and returncode < 0:
+        try:
+            signame = signal.Signals(-returncode).name
+        except ValueError:
+            signame = str(-returncode)
+        hint = " (CPU time limit)" if signame == "SIGXCPU" else ""
+        stderr += f"\n[killed by {signame}{hint}]"
+    result = SandboxResult(stdout, stderr, returncode, timed_out, round(duration, 4))
+    log.debug("sandbox.done", returncode=returncode, timed_out=timed_out, duration_s=result.duration_s)
+    return result
+
+
+async def arun_python(
+    code: str,
+    *,
+    inputs: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+    memory_mb: int = 512,
+    workdir: Path | None = None,
+    max_output: int = 100_000,
+) -> SandboxResult:
+    """Run ``code`` in a sandboxed subprocess; ``inputs`` become top-level variables (and ``inputs``)."""
+    prefix = await asyncio.to_thread(_net_prefix)  # a blocking probe, on the first call only
+    with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
+        job = _prepare(code, inputs, timeout, memory_mb, workdir, Path(tmp), prefix)
+        started = time.monotonic()
+        try:
+            with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    *job.argv, cwd=job.cwd, env=job.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise SandboxError(f"could not start the sandbox: {exc}") from exc
+        timed_out = False
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            # Also on cancellation and after a normal exit: nothing the code started may outlive the run.
+            _kill_group(proc.pid)
+            if proc.returncode is None:
+                await proc.wait()
+        return _finish(job, proc.returncode, timed_out, timeout, started, max_output)
+
+
+def run_python(
+    code: str,
+    *,
+    inputs: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+    memory_mb: int = 512,
+    workdir: Path | None = None,
+    max_output: int = 100_000,
+) -> SandboxResult:
+    """Blocking twin of :func:`arun_python`, same behaviour and arguments."""
+    with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
+        job = _prepare(code, inputs, timeout, memory_mb, workdir, Path(tmp), _net_prefix())
+        started = time.monotonic()
+        try:
+            with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:
+                proc = subprocess.Popen(
+                    job.argv, cwd=job.cwd, env=job.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise SandboxError(f"could not start the sandbox: {exc}") from exc
+        timed_out = False
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+        return _finish(job, proc.returncode, timed_out, timeout, started, max_output)

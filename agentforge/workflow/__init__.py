@@ -1,0 +1,1 @@
+"""The workflow as data: spec models, YAML loading, JSON Schema, static validation."""

@@ -1,0 +1,233 @@
+"""YAML -> WorkflowSpec, keeping the line of every key so errors can point at it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from agentforge.errors import Problem, SpecError
+from agentforge.workflow.spec import NODE_KINDS, WorkflowSpec
+
+YamlPath = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """The file a spec came from and the 1-based line of each YAML path in it."""
+
+    file: str | None
+    lines: dict[YamlPath, int] = field(default_factory=dict)
+    data: Any = None
+
+    def line(self, path: YamlPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def node_line(self, node_id: str) -> int | None:
+        index = self.node_index(node_id)
+        return self.line(("nodes", index)) if index is not None else None
+
+    def node_index(self, node_id: str) -> int | None:
+        nodes = self.data.get("nodes") if isinstance(self.data, dict) else None
+        if isinstance(nodes, list):
+            for i, node in enumerate(nodes):
+                if isinstance(node, dict) and node.get("id") == node_id:
+                    return i
+        return None
+
+
+def _construct(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int]) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else (
+                _scalar(key_node)
+            )
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+_SCALAR_LOADER = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    return _SCALAR_LOADER.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str | None = None) -> SourceMap:
+    """Parse YAML text into plain data plus a line map; malformed YAML raises ``SpecError``."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([Problem(f"malformed YAML: {problem}", file=file, line=line, code="yaml")]) from exc
+    lines: dict[YamlPath, int] = {}
+    data = _construct(root, (), lines) if root is not None else None
+    return SourceMap(file=file, lines=lines, data=data)
+
+
+def load_spec(path: str | Path) -> WorkflowSpec:
+    """Read, parse and model-validate a workflow file (static graph checks are ``validate``'s job)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError([Problem("file not found", file=str(path), code="not_found")]) from exc
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(f"cannot read file: {exc}", file=str(path), code="unreadable")]) from exc
+    return spec_from_text(text, file=str(path))
+
+
+def spec_from_text(text: str, file: str | None = None) -> WorkflowSpec:
+    source = parse_yaml(text, file=file)
+    return spec_from_data(source.data, source)
+
+
+def spec_from_data(data: Any, source: SourceMap | None = None) -> WorkflowSpec:
+    source = source or SourceMap(file=None, data=data)
+    if source.data is None:
+        source.data = data
+    if not isinstance(data, dict):
+        raise SpecError([Problem("a workflow file must be a YAML mapping", file=source.file, line=1)])
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems_from_validation(exc, data, source)) from None
+    spec._source = source
+    return spec
+
+
+def _problems_from_validation(exc: ValidationError, data: dict[str, Any], source: SourceMap) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[YamlPath, str]] = set()
+    for err in exc.errors(include_url=False):
+        loc = _yaml_path(err["loc"], data)
+        etype = err["type"]
+        node_id = _node_id_at(loc, data)
+        key = (loc, etype)
+        if key in seen:
+            continue
+        seen.add(key)
+        field_name = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) if node_id else None
+        if not node_id:
+            field_name = ".".join(str(p) for p in loc) or None
+        message, hint = _describe(err, loc, data)
+        problems.append(
+            Problem(message, file=source.file, line=source.line(loc), node=node_id, field=field_name,
+                    hint=hint, code=etype)
+        )
+    return _collapse_union_noise(problems)
+
+
+def _yaml_path(loc: tuple[Any, ...], data: dict[str, Any]) -> YamlPath:
+    """Map a pydantic error location to a YAML path (drop union tags and branch names)."""
+    out: list[str | int] = []
+    cursor: Any = data
+    for i, part in enumerate(loc):
+        if i == 2 and loc[0] == "nodes" and part in NODE_KINDS:
+            continue  # the discriminator tag pydantic inserts after the node index
+        if isinstance(cursor, dict) and part in cursor:
+            out.append(part)
+            cursor = cursor[part]
+        elif isinstance(cursor, list) and isinstance(part, int) and part < len(cursor):
+            out.append(part)
+            cursor = cursor[part]
+        elif isinstance(cursor, dict) and isinstance(part, str) and not _is_branch_name(part):
+            out.append(part)  # a missing key: point at its parent mapping
+            cursor = None
+    return tuple(out)
+
+
+def _is_branch_name(part: str) -> bool:
+    return part in ("str", "int", "float", "bool", "dict", "list") or "[" in part or part.startswith("function")
+
+
+def _node_id_at(loc: YamlPath, data: dict[str, Any]) -> str | None:
+    if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+        nodes = data.get("nodes")
+        if isinstance(nodes, list) and loc[1] < len(nodes) and isinstance(nodes[loc[1]], dict):
+            node_id = nodes[loc[1]].get("id")
+            return str(node_id) if node_id is not None else f"#{loc[1]}"
+    return None
+
+
+def _model_fields_at(loc: YamlPath, data: dict[str, Any]) -> list[str]:
+    """Known keys of the model that owns ``loc``'s parent, for 'did you mean' suggestions."""
+    from agentforge.workflow import spec as s
+
+    parent = loc[:-1]
+    model: type[BaseModel] | None = None
+    if parent == ():
+        model = s.WorkflowSpec
+    elif len(parent) == 2 and parent[0] == "nodes":
+        kind = data["nodes"][parent[1]].get("kind") if isinstance(data.get("nodes"), list) else None
+        model = {
+            "agent": s.AgentNode, "tool": s.ToolNode, "router": s.RouterNode,
+            "ensemble": s.EnsembleNode, "code": s.CodeNode, "subworkflow": s.SubworkflowNode,
+        }.get(kind)
+    elif parent == ("defaults",):
+        model = s.Defaults
+    elif len(parent) == 2 and parent[0] == "edges":
+        return ["from", "to"]
+    elif len(parent) == 4 and parent[2] == "routes":
+        model = s.Route
+    elif len(parent) == 3 and parent[2] in ("member",):
+        model = s.EnsembleMember
+    elif len(parent) == 3 and parent[2] in ("llm", "judge"):
+        model = s.RouterChoice
+    if model is None:
+        return []
+    names = []
+    for name, info in model.model_fields.items():
+        names.append(info.alias or name)
+    return names
+
+
+def _describe(err: dict[str, Any], loc: YamlPath, data: dict[str, Any]) -> tuple[str, str | None]:
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        close = get_close_matches(key, _model_fields_at(loc, data), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        return f"unknown field '{key}'", hint
+    if etype == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        close = get_close_matches(str(tag), NODE_KINDS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(NODE_KINDS)}"
+        return f"unknown node kind '{tag}'", hint
+    if etype == "union_tag_not_found":
+        return "node has no 'kind'", f"add 'kind:' with one of {', '.join(NODE_KINDS)}"
+    if etype == "missing":
+        return f"missing required field '{err['loc'][-1]}'", None
+    msg = err.get("msg", "invalid value")
+    return msg[0].lower() + msg[1:] if msg else "invalid value", None
+
+
+def _collapse_union_noise(problems: list[Problem]) -> list[Problem]:
+    """Plain-union fields (``str | tuple``) report one error per branch; keep one per location."""
+    out: list[Problem] = []
+    seen: set[tuple[int | None, str | None, str | None]] = set()
+    for p in problems:
+        key = (p.line, p.node, p.field)
+        if key in seen and p.code not in ("extra_forbidden", "missing"):
+            continue
+        seen.add(key)
+        out.append(p)
+    return out

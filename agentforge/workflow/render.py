@@ -1,0 +1,116 @@
+"""Pictures of a workflow: Mermaid text, or a PNG/SVG drawn with matplotlib (the ``viz`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+from agentforge.workflow.spec import END, START, RouterNode, WorkflowSpec
+
+_SHAPES = {"agent": ("[", "]"), "tool": ("[[", "]]"), "router": ("{", "}"), "ensemble": ("[/", "/]"),
+           "code": ("[(", ")]"), "subworkflow": ("[[", "]]")}
+_COLORS = {"agent": "#cfe2ff", "tool": "#d1e7dd", "router": "#fff3cd", "ensemble": "#e2d9f3",
+           "code": "#f8d7da", "subworkflow": "#dee2e6", START: "#ffffff", END: "#ffffff"}
+
+
+def edges(spec: WorkflowSpec) -> list[tuple[str, str, str]]:
+    """(source, target, label) for every edge, with routers' routes and implicit exits to END."""
+    out: list[tuple[str, str, str]] = [(START, e, "") for e in spec.entries()]
+    has_out: set[str] = set()
+    for edge in spec.edges:
+        label = "all of" if len(edge.sources()) > 1 else ""
+        for src in edge.sources():
+            has_out.add(src)
+            out += [(src, dst, label) for dst in edge.targets()]
+    for node in spec.nodes:
+        if isinstance(node, RouterNode):
+            for route in node.routes:
+                out.append((node.id, route.to, route.when or route.label or ""))
+            if node.default:
+                out.append((node.id, node.default, "default"))
+            if node.on_limit:
+                out.append((node.id, node.on_limit, f"after {node.max_iterations}"))
+        elif node.id not in has_out:
+            out.append((node.id, END, ""))
+    return out
+
+
+def to_mermaid(spec: WorkflowSpec) -> str:
+    lines = ["flowchart TD", f"    {START}([start])", f"    {END}([end])"]
+    for node in spec.nodes:
+        left, right = _SHAPES[node.kind]
+        lines.append(f'    {node.id}{left}"{node.id}<br/><i>{node.kind}</i>"{right}')
+    for src, dst, label in edges(spec):
+        text = label.replace('"', "'").replace("|", "/")
+        lines.append(f'    {src} -->|"{text}"| {dst}' if text else f"    {src} --> {dst}")
+    return "\n".join(lines) + "\n"
+
+
+def draw(spec: WorkflowSpec, path: Path, fmt: str) -> Path:
+    """Draw a layered picture; raises ``ImportError`` if matplotlib is missing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g: nx.DiGraph = nx.DiGraph()
+    all_edges = edges(spec)
+    for src, dst, label in all_edges:
+        g.add_edge(src, dst, label=label)
+    layer = _layers(g)
+    for name, depth in layer.items():
+        g.nodes[name]["layer"] = depth
+    pos = nx.multipartite_layout(g, subset_key="layer", align="horizontal", scale=1.0)
+    pos = {k: (v[0], -layer[k]) for k, v in pos.items()}
+    kinds = {n.id: n.kind for n in spec.nodes}
+    width = max(6.0, 2.2 * max(sum(1 for v in layer.values() if v == d) for d in set(layer.values())))
+    fig, ax = plt.subplots(figsize=(width, 1.4 * (max(layer.values()) + 1) + 1))
+    forward = [(s, d) for s, d, _ in all_edges if layer[d] > layer[s]]
+    back = [(s, d) for s, d, _ in all_edges if layer[d] <= layer[s]]
+    nx.draw_networkx_edges(g, pos, edgelist=forward, ax=ax, arrows=True, arrowsize=14, node_size=2600)
+    nx.draw_networkx_edges(g, pos, edgelist=back, ax=ax, arrows=True, arrowsize=14, node_size=2600,
+                           style="dashed", connectionstyle="arc3,rad=0.4", edge_color="#b02a37")
+    labels = {n: (f"{n}\n({kinds[n]})" if n in kinds else n.lower()) for n in g.nodes}
+    colors = [_COLORS.get(kinds.get(n, n), "#ffffff") for n in g.nodes]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=2600, edgecolors="#333333", node_shape="s")
+    nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=8)
+    edge_labels = {(s, d): lbl for s, d, lbl in all_edges if lbl}
+    nx.draw_networkx_edge_labels(g, pos, edge_labels=edge_labels, ax=ax, font_size=7)
+    ax.set_title(f"{spec.name} ({spec.hash})", fontsize=10)
+    ax.axis("off")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _back_edges(g: nx.DiGraph) -> set[tuple[str, str]]:
+    """Edges that close a loop: they point at a node still on the depth-first path from START."""
+    back: set[tuple[str, str]] = set()
+    on_path: set[str] = set()
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        seen.add(name)
+        on_path.add(name)
+        for succ in g.successors(name):
+            if succ in on_path:
+                back.add((name, succ))
+            elif succ not in seen:
+                visit(succ)
+        on_path.discard(name)
+
+    visit(START)
+    return back
+
+
+def _layers(g: nx.DiGraph) -> dict[str, int]:
+    """Longest-path depth from START once the loops' back edges are set aside."""
+    dag = nx.DiGraph(g)
+    dag.remove_edges_from(_back_edges(g))
+    depth = dict.fromkeys(g.nodes, 0)
+    for name in nx.topological_sort(dag):
+        for succ in dag.successors(name):
+            depth[succ] = max(depth[succ], depth[name] + 1)
+    return depth

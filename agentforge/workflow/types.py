@@ -1,0 +1,224 @@
+"""Field types of workflow state: parsing the YAML type expression, checking, coercing.
+
+A type is written as ``str``, ``int``, ``float``, ``bool``, ``list``, ``list[str]``, ``dict``, ``any``,
+or as an inline JSON-schema mapping (``{type: object, properties: ...}``). Every type has a JSON
+schema, which is what structured LLM output is constrained with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_SCALARS: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array"},
+    "dict": {"type": "object"},
+    "any": {},
+}
+_LIST_RE = re.compile(r"^list\[(\w+)\]$")
+TYPE_NAMES = (*_SCALARS, "list[str]", "list[int]", "list[float]", "list[bool]", "list[dict]")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A parsed type expression. ``name`` is the canonical spelling; ``schema`` its JSON schema."""
+
+    name: str
+    schema_json: str  # JSON text, so the dataclass stays hashable
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return json.loads(self.schema_json)
+
+    @property
+    def base(self) -> str:
+        """The outer kind: str, int, float, bool, list, dict, any or object (a JSON schema)."""
+        if self.name.startswith("list"):
+            return "list"
+        return self.name if self.name in _SCALARS else "object"
+
+    @property
+    def label(self) -> str:
+        """A readable name: ``str``, ``list[int]``, or ``schema(string enum)`` for inline schemas."""
+        if not self.name.startswith("schema:"):
+            return self.name
+        schema = self.schema
+        words = [str(schema.get("type", "any"))]
+        if "enum" in schema:
+            words.append("enum")
+        return f"schema({' '.join(words)})"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def parse_type(expr: Any) -> FieldType:
+    """Parse a YAML type expression; raise ``ValueError`` with a suggestion when unknown."""
+    if isinstance(expr, dict):
+        if not expr:
+            raise ValueError("an inline JSON schema must not be empty")
+        kind = expr.get("type")
+        if kind is not None and kind not in ("object", "array", "string", "integer", "number", "boolean"):
+            raise ValueError(f"JSON schema type {kind!r} is not a JSON-schema type")
+        text = json.dumps(expr, sort_keys=True)
+        return FieldType(name=f"schema:{text}", schema_json=text)
+    if not isinstance(expr, str):
+        raise ValueError(f"a type must be a name like 'str' or a JSON-schema mapping, not {expr!r}")
+    name = expr.strip()
+    if name in _SCALARS:
+        return FieldType(name=name, schema_json=json.dumps(_SCALARS[name], sort_keys=True))
+    match = _LIST_RE.match(name)
+    if match and match.group(1) in _SCALARS:
+        item = _SCALARS[match.group(1)]
+        return FieldType(name=name, schema_json=json.dumps({"type": "array", "items": item}, sort_keys=True))
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, TYPE_NAMES, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; use one of {', '.join(TYPE_NAMES)}"
+    raise ValueError(f"unknown type '{name}'{hint}")
+
+
+_SCHEMA_OF_BASE = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+                   "dict": "object"}
+_BASE_OF_SCHEMA = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
+ANY = parse_type("any")
+STR = parse_type("str")
+
+
+def is_assignable(source: FieldType, target: FieldType) -> bool:
+    """Whether a value typed ``source`` may flow into a port typed ``target``."""
+    if source == target or target.base == "any" or source.base == "any":
+        return True
+    if source.base == "int" and target.base == "float":
+        return True
+    if source.base == "list" and target.name == "list":
+        return True
+    if target.name == "list" and source.base == "object" and source.schema.get("type") == "array":
+        return True
+    if source.base == "object" and target.base in _SCHEMA_OF_BASE:
+        # An inline schema narrows a plain type, e.g. a string enum flows into a str port.
+        return source.schema.get("type") == _SCHEMA_OF_BASE[target.base]
+    if target.base == "object":
+        # A JSON-schema port accepts anything whose outer JSON type matches.
+        want = target.schema.get("type")
+        got = source.schema.get("type")
+        return want is None or got is None or want == got
+    if source.base == "object" and target.name == "dict":
+        return source.schema.get("type") in (None, "object")
+    return False
+
+
+def coerce(value: Any, ftype: FieldType) -> Any:
+    """Convert a value (often text from an LLM or a subprocess) to ``ftype``; raise ``ValueError``."""
+    base = ftype.base
+    if base == "any":
+        return value
+    if base == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return str(value)
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1"):
+            return True
+        if text in ("false", "no", "0"):
+            return False
+        raise ValueError(f"expected a bool, got {value!r}")
+    if base == "int":
+        if isinstance(value, bool):
+            raise ValueError(f"expected an int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        text = _number_text(value)
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"expected an int, got {value!r}") from None
+        if not number.is_integer():
+            raise ValueError(f"expected an int, got {value!r}")
+        return int(number)
+    if base == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a float, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return float(_number_text(value))
+        except ValueError:
+            raise ValueError(f"expected a float, got {value!r}") from None
+    if base == "object" and ftype.schema.get("type") in _BASE_OF_SCHEMA:
+        # An inline schema over a scalar: coerce like the scalar, then check enum and the rest.
+        value = coerce(value, parse_type(_BASE_OF_SCHEMA[ftype.schema["type"]]))
+        _check_schema(value, ftype.schema, path="$")
+        return value
+    if base in ("list", "dict", "object"):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"expected JSON for a {ftype.label}, got {value[:80]!r}") from exc
+        _check_schema(value, ftype.schema, path="$")
+        return value
+    raise ValueError(f"cannot coerce to {ftype.label}")
+
+
+def _number_text(value: Any) -> str:
+    text = str(value).strip().replace(",", "")
+    # Tolerate a trailing period or surrounding text such as "x = 42." that small models produce.
+    match = re.fullmatch(r"[^\d\-+]*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\.?\s*", text)
+    return match.group(1) if match else text
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _check_schema(value: Any, schema: dict[str, Any], path: str) -> None:
+    """A small JSON-schema check: type, properties, required, items, enum. Enough for ports."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        allowed = _JSON_TYPES.get(kind, (object,))
+        bad_bool = kind in ("integer", "number") and isinstance(value, bool)
+        if not isinstance(value, allowed) or bad_bool:
+            raise ValueError(f"{path}: expected {kind}, got {type(value).__name__}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ValueError(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                raise ValueError(f"{path}: missing required key '{key}'")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                _check_schema(value[key], sub, f"{path}.{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            _check_schema(item, schema["items"], f"{path}[{i}]")
+
+
+def object_schema(fields: dict[str, FieldType]) -> dict[str, Any]:
+    """The JSON schema of an object with one required property per field."""
+    return {
+        "type": "object",
+        "properties": {name: ftype.schema for name, ftype in fields.items()},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
