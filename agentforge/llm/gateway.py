@@ -177,7 +177,7 @@ def map_litellm_error(exc: BaseException, model: str, api_base: str | None = Non
         return BudgetExceeded(f"litellm budget exceeded for '{model}': {text}", **fields)
     if isinstance(exc, le.NotFoundError) or "LLM Provider NOT provided" in text:
         return ModelNotFound(f"model '{model}' was not found{where}: {text}", **fields)
-    if isinstance(exc, le.Timeout | le.APIConnectionError):
+    if isinstance(exc, le.Timeout | le.APIConnectionError) or _is_connection_failure(exc, text):
         return Transport(f"cannot reach '{model}'{where}: {text}", **fields)
     if isinstance(exc, le.ServiceUnavailableError | le.BadGatewayError | le.InternalServerError):
         return Transport(f"'{model}'{where} failed on the server side: {text}", **fields)
@@ -187,6 +187,18 @@ def map_litellm_error(exc: BaseException, model: str, api_base: str | None = Non
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return Transport(f"cannot reach '{model}'{where}: {text}", **fields)
     return LLMError(f"'{model}' call failed ({type(exc).__name__}): {text}", **fields)
+
+
+def _is_connection_failure(exc: BaseException, text: str) -> bool:
+    """litellm reports a refused connection as a 500 'Connection error.'; look at the cause chain."""
+    if "connection error" in text.lower() or "connection refused" in text.lower():
+        return True
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionError) or type(cause).__name__ in ("ConnectError", "APIConnectionError"):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class Gateway:

@@ -52,7 +52,9 @@ def state_schema(spec: WorkflowSpec) -> type:
             fields.setdefault(name, Any)
     for name, field in spec.state.items():
         reducer = _REDUCERS.get(field.reducer)
-        fields[name] = Annotated[Any, reducer] if reducer else Any
+        # The channel type seeds the first value: with Any, LangGraph would store the first write raw.
+        channel = {"append": list, "merge": dict}.get(field.reducer, Any)
+        fields[name] = Annotated[channel, reducer] if reducer else Any
     fields[ROUTE_KEY] = Annotated[dict, _merge]
     fields[VISITS_KEY] = Annotated[dict, _merge]
     return TypedDict("WorkflowState", fields, total=False)  # type: ignore[operator]

@@ -4,9 +4,10 @@ Each run is a fresh ``python -I -u -X utf8`` process (the same interpreter as th
 
 - works in its own folder: a new temporary directory, or ``workdir`` (the run's workspace);
 - sees a minimal environment (``PATH`` and ``LANG`` only, so no API keys leak) and a closed stdin;
-- has no network: it runs under ``unshare --net`` (a new, empty network namespace) when that works on
-  this machine, and in every case a guard at the top of the child replaces ``socket`` so that IP
-  sockets, ``connect``, ``bind`` and name lookups raise ``PermissionError``;
+- has no network: it runs in a new, empty network namespace (``unshare --user --map-root-user --net``,
+  else ``unshare --net``) when that works on this machine, and in every case a guard at the top of the
+  child replaces ``socket`` so that IP sockets, ``connect``, ``bind`` and name lookups raise
+  ``PermissionError``;
 - lowers its own resource limits before the code starts (address space, CPU seconds, file size,
   process count, no core dumps), with soft and hard limits equal;
 - leads a new session, so a timeout (or cancellation) kills the whole process group.
@@ -15,8 +16,8 @@ The limits are set by the child's bootstrap rather than by ``preexec_fn``: ``pre
 when the parent has threads, and the engine runs tools in threads.
 
 This contains runaway or careless code (infinite loops, huge allocations, stray network calls, output
-floods). It is not a boundary against hostile code running as root: root may raise its own limits and
-reach the filesystem; the network namespace is the only kernel-enforced part.
+floods). It is not a boundary against hostile code: the child can read and write whatever its user
+can, and a process that calls ``setsid`` leaves the process group that a timeout kills.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ __all__ = ["SandboxResult", "arun_python", "extract_code", "network_isolation", 
 log = structlog.get_logger(__name__)
 
 FILE_SIZE_LIMIT = 50 * 1024 * 1024
-MAX_PROCESSES = 512  # counts every process and thread of the user; ignored for root
+MAX_PROCESSES = 256  # processes and threads the code may add to what its user already runs
 _MIN_MEMORY_MB = 64
-# Candidate prefixes that give the child an empty network namespace, tried in order.
-_NET_PREFIXES: tuple[tuple[str, ...], ...] = (("--net",), ("--user", "--map-root-user", "--net"))
+# Ways to give the child an empty network namespace, tried in order. A new user namespace comes first
+# even for root: without it, root code keeps CAP_SYS_ADMIN and can setns() (nsenter) straight back
+# into the parent's network through /proc/<ppid>/ns/net.
+_NET_PREFIXES: tuple[tuple[str, ...], ...] = (("--user", "--map-root-user", "--net"), ("--net",))
 
 _BOOTSTRAP = '''\
 # agentforge sandbox bootstrap: limits, network guard, inputs; then the code runs as __main__.
@@ -175,6 +178,24 @@ def _net_prefix() -> tuple[str, ...]:
     return ()
 
 
+def _user_tasks() -> int:
+    """Processes and threads of this real user: RLIMIT_NPROC counts them all, not just the sandbox's."""
+    uid, count = os.getuid(), 0
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                count += max(1, os.stat(f"/proc/{entry.name}/task").st_nlink - 2)  # procfs: 2 + threads
+        except OSError:
+            continue  # the process ended meanwhile
+    return count
+
+
 def network_isolation() -> str:
     """How the sandbox blocks the network on this machine: ``"unshare"`` or ``"python-guard"``."""
     return "unshare" if _net_prefix() else "python-guard"
@@ -190,9 +211,12 @@ class _Job:
 
 
 def _prepare(
-    code: str, inputs: dict[str, Any] | None, timeout: float, memory_mb: int, workdir: Path | None, tmp: Path,
-    prefix: tuple[str, ...],
+    code: str, inputs: dict[str, Any] | None, timeout: float, memory_mb: int, workdir: Path | None,
+    max_output: int, tmp: Path,
 ) -> _Job:
+    """Check the arguments and write the run's files. Blocking (it may probe unshare and scan /proc)."""
+    if max_output < 0:
+        raise SandboxError(f"max_output must not be negative, got {max_output}")
     if timeout <= 0:
         raise SandboxError(f"timeout must be positive, got {timeout}")
     if memory_mb < _MIN_MEMORY_MB:
@@ -222,7 +246,7 @@ def _prepare(
         "RLIMIT_AS": memory_mb * 1024 * 1024,
         "RLIMIT_CPU": int(timeout) + 2,
         "RLIMIT_FSIZE": FILE_SIZE_LIMIT,
-        "RLIMIT_NPROC": MAX_PROCESSES,
+        "RLIMIT_NPROC": _user_tasks() + MAX_PROCESSES,
         "RLIMIT_CORE": 0,
     }
     boot = (
@@ -235,7 +259,7 @@ def _prepare(
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     if "LANG" in os.environ:
         env["LANG"] = os.environ["LANG"]
-    argv = [*prefix, sys.executable, "-I", "-u", "-X", "utf8", str(boot_path)]
+    argv = [*_net_prefix(), sys.executable, "-I", "-u", "-X", "utf8", str(boot_path)]
     return _Job(argv, env, cwd, tmp / "stdout.txt", tmp / "stderr.txt")
 
 
@@ -264,16 +288,18 @@ def _finish(job: _Job, returncode: int | None, timed_out: bool, timeout: float, 
     duration = time.monotonic() - started
     stdout = _read_capped(job.stdout_path, max_output)
     stderr = _read_capped(job.stderr_path, max_output)
+    note = ""
     if timed_out:
         returncode = None
-        stderr += f"\n[timed out after {timeout:g} s]"
+        note = f"[timed out after {timeout:g} s]"
     elif returncode is not None and returncode < 0:
         try:
             signame = signal.Signals(-returncode).name
         except ValueError:
             signame = str(-returncode)
-        hint = " (CPU time limit)" if signame == "SIGXCPU" else ""
-        stderr += f"\n[killed by {signame}{hint}]"
+        note = f"[killed by {signame}{' (CPU time limit)' if signame == 'SIGXCPU' else ''}]"
+    if note:
+        stderr = f"{stderr.rstrip()}\n{note}" if stderr.strip() else note
     result = SandboxResult(stdout, stderr, returncode, timed_out, round(duration, 4))
     log.debug("sandbox.done", returncode=returncode, timed_out=timed_out, duration_s=result.duration_s)
     return result
@@ -289,9 +315,9 @@ async def arun_python(
     max_output: int = 100_000,
 ) -> SandboxResult:
     """Run ``code`` in a sandboxed subprocess; ``inputs`` become top-level variables (and ``inputs``)."""
-    prefix = await asyncio.to_thread(_net_prefix)  # a blocking probe, on the first call only
     with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
-        job = _prepare(code, inputs, timeout, memory_mb, workdir, Path(tmp), prefix)
+        args = (code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp))
+        job = await asyncio.to_thread(_prepare, *args)
         started = time.monotonic()
         try:
             with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:
@@ -325,7 +351,7 @@ def run_python(
 ) -> SandboxResult:
     """Blocking twin of :func:`arun_python`, same behaviour and arguments."""
     with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
-        job = _prepare(code, inputs, timeout, memory_mb, workdir, Path(tmp), _net_prefix())
+        job = _prepare(code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp))
         started = time.monotonic()
         try:
             with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, overload
 
 import pydantic_core
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
 from agentforge.errors import AgentforgeError, ConfigError, ToolError
 
@@ -69,7 +69,11 @@ class Tool:
             getattr(fn, "__call__", None)  # noqa: B004 (a callable object with an async __call__)
         )
         self._params, self.args_model = self._build_model(doc)
-        self._schema = _inline_refs(self.args_model.model_json_schema(), self.name)
+        try:
+            raw_schema = self.args_model.model_json_schema()
+        except (PydanticUserError, TypeError, ValueError) as exc:
+            raise ConfigError(f"tool '{self.name}': its arguments have no JSON schema: {exc}") from exc
+        self._schema = _inline_refs(raw_schema, self.name)
 
     def _build_model(self, doc: str) -> tuple[list[_Param], type[BaseModel]]:
         try:
@@ -97,7 +101,7 @@ class Tool:
             params.append(_Param(p.name, field, p.kind))
         try:
             model = create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
-        except (TypeError, ValueError) as exc:
+        except (PydanticUserError, TypeError, ValueError) as exc:
             raise ConfigError(f"tool '{self.name}': cannot build its argument model: {exc}") from exc
         return params, model
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from agentforge.workflow.types import FieldType, parse_type
+from agentforge.workflow.types import TYPE_NAMES, FieldType, parse_type
 
 START = "START"
 END = "END"
@@ -234,6 +234,24 @@ class WorkflowSpec(_Model):
 
     # Where the spec was loaded from, for error messages; not part of its identity.
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _input_fields(cls, value: Any) -> Any:
+        """``{type: float, default: 2}`` is an input field; ``{type: string, enum: [...]}`` a JSON schema."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            if isinstance(item, dict) and (
+                "default" in item or "required" in item
+                or (isinstance(item.get("type"), str) and item["type"] in TYPE_NAMES)
+                or isinstance(item.get("type"), dict)
+            ):
+                out[name] = InputField.model_validate(item)
+            else:
+                out[name] = item
+        return out
 
     @field_validator("tools")
     @classmethod

@@ -315,7 +315,7 @@ class _Checker:
             node_outputs[node.id] = outputs
             for name, ftype in outputs.items():
                 state_type = declared_state.get(name)
-                if state_type is not None and not is_assignable(ftype, state_type):
+                if state_type is not None and not _fits_state(ftype, state_type, spec.state[name].reducer):
                     self.add(f"output '{name}' is {ftype} but state field '{name}' is {state_type}",
                              node=node.id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch")
                 producers.setdefault(name, []).append((node.id, ftype))
@@ -418,6 +418,23 @@ class _Checker:
                 self.add(f"the loop through {cycle} has no bound", node=first, field="max_iterations",
                          hint="route the loop through a router with 'max_iterations: N'",
                          code="unbounded_cycle")
+
+
+def _fits_state(value: FieldType, field: FieldType, reducer: str) -> bool:
+    """An ``append`` list takes single items as well as whole lists."""
+    if is_assignable(value, field):
+        return True
+    if reducer == "append" and field.base == "list":
+        items = field.schema.get("items")
+        return items is None or is_assignable(value, parse_type(_plain_name(items)))
+    return False
+
+
+def _plain_name(schema: dict[str, Any]) -> str | dict[str, Any]:
+    names = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list",
+             "object": "dict"}
+    kind = schema.get("type")
+    return names[kind] if isinstance(kind, str) and len(schema) == 1 and kind in names else schema
 
 
 def _close(name: str, options: Iterable[str]) -> str | None:

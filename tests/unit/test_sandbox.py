@@ -3,7 +3,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import os
+import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -166,6 +168,26 @@ async def test_low_level_sockets_are_blocked_by_the_namespace() -> None:
         assert "OSError" in result.stderr
 
 
+async def test_root_cannot_nsenter_back_into_the_parents_network() -> None:
+    if network_isolation() != "unshare" or shutil.which("nsenter") is None:
+        pytest.skip("needs unshare and nsenter")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('ESCAPED')"
+        code = (
+            "import os, subprocess\n"
+            "net = f'--net=/proc/{os.getppid()}/ns/net'\n"
+            "cmd = ['nsenter', net, python, '-I', '-c', probe]\n"
+            "out = subprocess.run(cmd, capture_output=True, text=True)\n"
+            "print(out.stdout, out.stderr)\n"
+        )
+        result = await arun_python(code, inputs={"python": sys.executable, "probe": probe})
+        assert result.ok, result.stderr
+        assert "ESCAPED" not in result.stdout
+
+
 async def test_local_socket_pairs_still_work_for_asyncio() -> None:
     result = await arun_python("import asyncio\nasync def f():\n    return 7\nprint(asyncio.run(f()))")
     assert result.stdout == "7\n", result.stderr
@@ -208,6 +230,8 @@ async def test_bad_arguments_are_rejected() -> None:
         await arun_python("print(1)", timeout=0)
     with pytest.raises(SandboxError, match="memory_mb"):
         await arun_python("print(1)", memory_mb=1)
+    with pytest.raises(SandboxError, match="max_output"):
+        run_python("print(1)", max_output=-1)
 
 
 @pytest.mark.parametrize(

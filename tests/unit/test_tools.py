@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,23 @@ def test_parameter_names_that_clash_with_pydantic_still_work() -> None:
     t = Tool(lookup)
     assert set(t.parameters_schema()["properties"]) == {"schema", "model_name"}
     assert t.call({"schema": "s", "model_name": "x"}) == "s/x"
+
+
+class Opaque:
+    pass
+
+
+def test_types_without_a_json_schema_are_config_errors() -> None:
+    def takes_opaque(thing: Opaque) -> str:
+        return "x"
+
+    def takes_callback(fn: Callable[[int], int]) -> int:
+        return fn(1)
+
+    with pytest.raises(ConfigError, match="takes_opaque"):
+        Tool(takes_opaque)
+    with pytest.raises(ConfigError, match="takes_callback"):
+        Tool(takes_callback)
 
 
 def test_varargs_and_bad_names_are_rejected() -> None:
