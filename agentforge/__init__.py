@@ -39,7 +39,12 @@ _EXPORTS: dict[str, str] = {
     "NodeError": "agentforge.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentforgeError", "Change", "Gateway", "InputError", "LLMError", "LLMRequest", "LLMResponse", "Message",
+    "NodeError", "RunResult", "ScriptedModel", "Settings", "SpecError", "Tool", "ToolRegistry", "Trace",
+    "Workflow", "WorkflowSpec", "find_problems", "get_settings", "load_spec", "register_script",
+    "spec_from_text", "tool", "use_settings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -44,13 +44,22 @@ def _main(
     log_json: Annotated[bool, typer.Option("--log-json", help="Write logs as JSON lines to stderr.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
 ) -> None:
+    _LOGGING.update(json=log_json, level=log_level)
+
+
+_LOGGING: dict[str, Any] = {"json": False, "level": "warning"}
+
+
+def _start_logging() -> None:
+    """Configure structlog for commands that run things (validate never logs, so it skips the import)."""
     from agentforge.logs import configure_logging
 
-    configure_logging(json=log_json, level=log_level)
+    configure_logging(json=_LOGGING["json"], level=_LOGGING["level"])
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/] ", end="", highlight=False)
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -78,12 +87,14 @@ def validate(
             raise _fail(str(exc), BAD_INPUT) from None
         if problems:
             bad += 1
-            err.print(f"[red]✗[/] {file}: {len(problems)} problem(s)", highlight=False)
+            err.print("[red]✗[/] ", end="", highlight=False)
+            err.print(f"{file}: {len(problems)} problem(s)", markup=False, highlight=False)
             for problem in problems:
-                err.print(f"  {problem.render()}", highlight=False, soft_wrap=True)
+                err.print(f"  {problem.render()}", markup=False, highlight=False, soft_wrap=True)
         else:
-            out.print(f"[green]✓[/] {file}: workflow '{spec.name}' ({len(spec.nodes)} nodes, {spec.hash})",
-                      highlight=False)
+            out.print("[green]✓[/] ", end="", highlight=False)
+            out.print(f"{file}: workflow '{spec.name}' ({len(spec.nodes)} nodes, {spec.hash})", markup=False,
+                      highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(BAD_INPUT)
 
@@ -135,12 +146,13 @@ def run(
     """Run a workflow and print its outputs. Exit 0 ok, 1 the run failed, 2 bad input."""
     from agentforge.runtime.workflow import Workflow
 
+    _start_logging()
     if file is None and resume is None:
         raise _fail("give a workflow FILE to run, or --resume RUN_ID", BAD_INPUT)
     try:
         if model is not None:
-            from agentforge.llm.gateway import resolve_model
             from agentforge.config import get_settings
+            from agentforge.llm.gateway import resolve_model
 
             resolve_model(model, get_settings().aliases())
         if resume is not None:
@@ -170,7 +182,9 @@ def run(
         return
     for name, value in result.outputs.items():
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        out.print(f"[bold]{name}[/]: {shown}" if len(result.outputs) > 1 else shown, highlight=False)
+        if len(result.outputs) > 1:
+            out.print(f"[bold]{name}[/]: ", end="", highlight=False)
+        out.print(shown, markup=False, highlight=False, soft_wrap=True)
     _print_trace(result)
 
 
@@ -229,6 +243,7 @@ def models() -> None:
     """List model aliases and whether the local model is installed."""
     import importlib.util
 
+    _start_logging()
     from agentforge.config import get_settings
 
     try:

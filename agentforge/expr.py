@@ -38,6 +38,7 @@ STATE_FUNCTIONS: dict[str, Callable[..., Any]] = {
 MATH_CONSTANTS = {"pi": math.pi, "e": math.e}
 _MAX_POWER = 10_000
 _MAX_LEN = 1_000
+_MAX_INT_BITS = 100_000  # about 30,000 decimal digits
 
 
 class ExpressionError(ValueError):
@@ -86,8 +87,15 @@ def _eval(node: ast.AST, names: Mapping[str, Any], fns: Mapping[str, Callable[..
         raise ExpressionError(f"unknown name '{node.id}'")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left, names, fns), _eval(node.right, names, fns)
-        if isinstance(node.op, ast.Pow) and isinstance(right, int | float) and abs(right) > _MAX_POWER:
-            raise ExpressionError(f"exponent {right} is too large")
+        if isinstance(node.op, ast.Pow) and isinstance(right, int | float):
+            if abs(right) > _MAX_POWER:
+                raise ExpressionError(f"exponent {right} is too large")
+            # Bound the result, not just the exponent: (9**10000)**10000 would run for ages.
+            if isinstance(left, int) and left.bit_length() * abs(right) > _MAX_INT_BITS:
+                raise ExpressionError("the result would be too large")
+        if isinstance(node.op, ast.Mult) and isinstance(left, int) and isinstance(right, int) \
+                and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+            raise ExpressionError("the result would be too large")
         if isinstance(node.op, ast.Mult) and isinstance(left, str | list) and isinstance(right, int):
             raise ExpressionError("repeating sequences is not allowed")
         return _BINOPS[type(node.op)](left, right)

@@ -5,15 +5,48 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
-import structlog
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now, so a swapped stream (tests, pipes) is never stale."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _LazyLogger:
+    """A structlog logger that imports structlog on first use, keeping start-up paths such as
+    ``agentforge validate`` free of its import cost."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attr)
+
+
+def get_logger(name: str) -> Any:
+    return _LazyLogger(name)
 
 
 def configure_logging(*, json: bool = False, level: str = "warning") -> None:
+    import structlog
+
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.WARNING
-    renderer: structlog.typing.Processor = (
+    renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
@@ -24,6 +57,6 @@ def configure_logging(*, json: bool = False, level: str = "warning") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

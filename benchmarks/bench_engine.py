@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -70,7 +71,8 @@ class Shape:
 
 def chain(n: int) -> Shape:
     nodes = tuple(
-        AgentDef(f"step{i}", f"You are step {i}. Improve the text.", f"Text: {{x{i - 1}}}", (f"x{i - 1}",), f"x{i}")
+        AgentDef(f"step{i}", f"You are step {i}. Improve the text.", f"Text: {{x{i - 1}}}",
+                 (f"x{i - 1}",), f"x{i}")
         for i in range(1, n + 1)
     )
     edges = tuple(((f"step{i}",), f"step{i + 1}") for i in range(1, n))
@@ -117,9 +119,10 @@ def spec_yaml(shape: Shape) -> str:
 
 
 # -- the hand-written LangGraph baseline -------------------------------------------------------------
-def baseline_builder(shape: Shape, model: Any) -> Any:
+def baseline_builder(shape: Shape, model: Any, body_time: list[float]) -> Any:
     """A LangGraph StateGraph written directly: TypedDict state, one async function per node that
-    formats the prompt, builds the same messages and request, calls the model and stores the text."""
+    formats the prompt, builds the same messages and request, calls the model and stores the text.
+    Time spent inside node functions is added to ``body_time[0]`` (two clock reads per node)."""
     from langgraph.graph import END, START, StateGraph
 
     from agentforge.llm.base import LLMRequest, Message
@@ -131,10 +134,12 @@ def baseline_builder(shape: Shape, model: Any) -> Any:
         system = Message(role="system", content=node.instruction)
 
         async def run(state: dict[str, Any]) -> dict[str, Any]:
+            started = time.perf_counter()
             user = node.prompt.format(**{name: state[name] for name in node.inputs})
             request = LLMRequest(model=MODEL, messages=(system, Message(role="user", content=user)),
                                  temperature=0.0, max_tokens=MAX_TOKENS)
             raw = await model.acomplete(request)
+            body_time[0] += time.perf_counter() - started
             return {node.output: raw.texts[0].strip()}
 
         return run
@@ -155,37 +160,46 @@ def baseline_builder(shape: Shape, model: Any) -> Any:
 
 
 # -- measurement -------------------------------------------------------------------------------------
-def _stats(samples_s: list[float], size: int) -> dict[str, float]:
+def _stats(samples_s: list[float], body_s: list[float], size: int) -> dict[str, float]:
     per_node_ms = sorted(s * 1000 / size for s in samples_s)
     q = statistics.quantiles(per_node_ms, n=10)
-    return {
+    out = {
         "per_node_median_ms": round(statistics.median(per_node_ms), 4),
         "per_node_p90_ms": round(q[8], 4),
         "per_node_min_ms": round(per_node_ms[0], 4),
         "invoke_median_ms": round(statistics.median(samples_s) * 1000, 4),
     }
+    if body_s:
+        # Inside node functions vs everything else (LangGraph's loop plus, for the engine, the run set-up).
+        inside = statistics.median(body_s) * 1e6 / size
+        out["inside_nodes_per_node_us"] = round(inside, 1)
+        out["outside_nodes_per_node_us"] = round(statistics.median(
+            (t - b) * 1e6 / size for t, b in zip(samples_s, body_s, strict=True)), 1)
+    return out
 
 
-async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
-    started = time.perf_counter()
-    await call()
-    return time.perf_counter() - started
+Runner = Callable[[int], Awaitable[float | None]]
 
 
-async def interleave(runners: dict[str, Callable[[int], Awaitable[Any]]], reps: int, warmup: int,
-                     model: Any) -> dict[str, list[float]]:
-    """Run every runner ``reps`` times, rotating the order each round so no side always goes first."""
+async def interleave(runners: dict[str, Runner], reps: int, warmup: int,
+                     model: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """Run every runner ``reps`` times, rotating the order each round so no side always goes first.
+    Returns per runner the wall times and the time spent inside node functions (if it reports one)."""
     names = list(runners)
     serial = itertools.count()
     for _ in range(warmup):
         for name in names:
             await runners[name](next(serial))
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
     for rep in range(reps):
         order = names if rep % 2 == 0 else names[::-1]
         for name in order:
             i = next(serial)
-            samples[name].append(await _timed(lambda name=name, i=i: runners[name](i)))
+            started = time.perf_counter()
+            body = await runners[name](i)
+            samples[name][0].append(time.perf_counter() - started)
+            if body is not None:
+                samples[name][1].append(body)
         model.calls.clear()  # the scripted model records every request; keep memory flat
     return samples
 
@@ -198,38 +212,43 @@ async def bench_shape(shape: Shape, settings: Any, model: Any, reps: int, save_r
     from agentforge.workflow.loader import spec_from_text
 
     wf = Workflow(spec_from_text(spec_yaml(shape)), settings=settings)
-    builder = baseline_builder(shape, model)
+    body_time = [0.0]
+    builder = baseline_builder(shape, model, body_time)
     plain = builder.compile()
     key = shape.input
 
-    async def engine(i: int) -> Any:
+    async def engine(i: int) -> float:
         result = await wf.arun({key: f"task {i}"}, save=False)
         assert result.outputs[shape.output].startswith("ok")
-        return result
+        return sum(node.latency_s for node in result.trace.nodes)  # the engine's own per-node timing
 
-    async def engine_saved(i: int) -> Any:
+    async def engine_saved(i: int) -> float:
         result = await wf.arun({key: f"task {i}"}, save=True)
         assert result.trace_path is not None
-        return result
+        return sum(node.latency_s for node in result.trace.nodes)
 
-    async def baseline(i: int) -> Any:
+    async def baseline(i: int) -> float:
+        body_time[0] = 0.0
         state = await plain.ainvoke({key: f"task {i}"})
         assert state[shape.output].startswith("ok")
-        return state
+        return body_time[0]
 
     core = await interleave({"engine": engine, "baseline": baseline}, reps, warmup, model)
 
     async with AsyncSqliteSaver.from_conn_string(str(settings.runs_dir / "baseline.sqlite")) as saver:
         durable = builder.compile(checkpointer=saver)
 
-        async def baseline_saved(i: int) -> Any:
-            return await durable.ainvoke({key: f"task {i}"}, {"configurable": {"thread_id": f"b{i}"}})
+        async def baseline_saved(i: int) -> float:
+            body_time[0] = 0.0
+            await durable.ainvoke({key: f"task {i}"}, {"configurable": {"thread_id": f"b{i}"}})
+            return body_time[0]
 
         saved = await interleave({"engine_save": engine_saved, "baseline": baseline,
                                   "baseline_sqlite": baseline_saved}, save_reps, max(2, warmup // 5), model)
 
-    eng, base = _stats(core["engine"], shape.size), _stats(core["baseline"], shape.size)
-    eng_s, base_s, base_db = (_stats(saved[n], shape.size) for n in ("engine_save", "baseline", "baseline_sqlite"))
+    eng, base = _stats(*core["engine"], shape.size), _stats(*core["baseline"], shape.size)
+    eng_s, base_s, base_db = (_stats(*saved[name], shape.size)
+                              for name in ("engine_save", "baseline", "baseline_sqlite"))
     ratio = eng["per_node_median_ms"] / base["per_node_median_ms"]
     return {
         "shape": shape.name,
@@ -252,6 +271,14 @@ async def bench_shape(shape: Shape, settings: Any, model: Any, reps: int, save_r
     }
 
 
+def code_fingerprint() -> str:
+    """A short hash of the package sources, to tell which code a result file measured."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "agentforge").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -270,6 +297,7 @@ def machine_info() -> dict[str, Any]:
         "pydantic": version("pydantic"),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "code_fingerprint": code_fingerprint(),
     }
 
 
@@ -308,8 +336,9 @@ async def run(reps: int, save_reps: int, warmup: int) -> dict[str, Any]:
     worst_ratio = max(s["ratio"] for s in shapes)
     return {
         "benchmark": "engine_overhead",
-        "description": "Wall time of one workflow invoke divided by its node count, agentforge vs a hand-written "
-                       "LangGraph graph of the same shape, same zero-latency scripted model, interleaved in one run.",
+        "description": "Wall time of one workflow invoke divided by its node count, agentforge vs a "
+                       "hand-written LangGraph graph of the same shape, same zero-latency scripted model, "
+                       "interleaved in one run.",
         "machine": machine,
         "method": {
             "timer": "time.perf_counter around one awaited invoke, one event loop for both sides",
@@ -321,11 +350,13 @@ async def run(reps: int, save_reps: int, warmup: int) -> dict[str, Any]:
             "engine_call": "await Workflow.arun(inputs, save=False)",
             "baseline_call": "await StateGraph(...).compile().ainvoke(state)",
             "save_row": "Workflow.arun(save=True): per-run AsyncSqliteSaver + run.json + trace.json; "
-                        "baseline_sqlite: hand-written graph compiled once with an AsyncSqliteSaver kept open",
+                        "baseline_sqlite: hand-written graph compiled once, AsyncSqliteSaver kept open",
+            "inside_outside": "inside = time in node functions (engine: NodeTrace.latency_s; baseline: two "
+                              "clock reads per node); outside = the rest of the invoke",
         },
         "shapes": shapes,
         "observations": {
-            "scratch_workspaces_created_by_save_false_runs": leaked,
+            "temp_dirs_left_in_TMPDIR_by_save_false_runs": leaked,
         },
         "targets": {
             "per_node_median_ms": {"target": TARGET_PER_NODE_MS, "worst": worst_node,
@@ -334,6 +365,42 @@ async def run(reps: int, save_reps: int, warmup: int) -> dict[str, Any]:
                                    "pass": worst_ratio <= TARGET_RATIO},
         },
     }
+
+
+async def profile(shape: Shape, reps: int) -> None:
+    """cProfile ``reps`` engine invokes (after a warm-up) and print the top functions."""
+    import cProfile
+    import pstats
+
+    from agentforge.config import Settings
+    from agentforge.llm.scripted import ScriptedModel, register_script
+    from agentforge.logs import configure_logging
+    from agentforge.runtime.workflow import Workflow
+    from agentforge.workflow.loader import spec_from_text
+
+    configure_logging(level="warning")
+    with tempfile.TemporaryDirectory(prefix="agentforge-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        previous_tempdir, tempfile.tempdir = tempfile.tempdir, tmp_name
+        counter = itertools.count()
+        model = register_script("bench", ScriptedModel(default=lambda _request: f"ok {next(counter)}"))
+        settings = Settings(cache_enabled=False, home=tmp / "home", runs_dir=tmp / "runs")
+        wf = Workflow(spec_from_text(spec_yaml(shape)), settings=settings)
+        try:
+            for i in range(20):
+                await wf.arun({shape.input: f"warm {i}"}, save=False)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for i in range(reps):
+                await wf.arun({shape.input: f"task {i}"}, save=False)
+                model.calls.clear()
+            profiler.disable()
+        finally:
+            tempfile.tempdir = previous_tempdir
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    sys.stdout.write(f"{reps} invokes of {shape.name} ({shape.size} nodes); times are totals\n")
+    stats.sort_stats("cumulative").print_stats(r"agentforge/", 30)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -349,18 +416,24 @@ def render_table(report: dict[str, Any]) -> str:
             f"{sv['baseline_sqlite']['per_node_median_ms']:>12.3f}"
         )
     for name, t in report["targets"].items():
-        lines.append(f"target {name}: worst {t['worst']} vs {t['target']} -> {'PASS' if t['pass'] else 'FAIL'}")
+        verdict = "PASS" if t["pass"] else "FAIL"
+        lines.append(f"target {name}: worst {t['worst']} vs {t['target']} -> {verdict}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=300, help="interleaved repetitions per shape (save=False)")
-    parser.add_argument("--save-reps", type=int, default=40, help="repetitions per shape for the save=True row")
+    parser.add_argument("--reps", type=int, default=300, help="repetitions per shape (save=False)")
+    parser.add_argument("--save-reps", type=int, default=40, help="repetitions per shape (save=True)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="few repetitions, for a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--profile", metavar="SHAPE", choices=[s.name for s in SHAPES],
+                        help="instead: run the engine alone on SHAPE under cProfile and print the hot spots")
     args = parser.parse_args()
+    if args.profile:
+        asyncio.run(profile(next(s for s in SHAPES if s.name == args.profile), args.reps))
+        return
     if args.quick:
         args.reps, args.save_reps, args.warmup = 30, 6, 5
     report = asyncio.run(run(args.reps, args.save_reps, args.warmup))

@@ -13,9 +13,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import structlog
+from agentforge.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class ResponseCache:

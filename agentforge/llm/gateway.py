@@ -16,8 +16,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from agentforge.config import ModelAlias, Settings, get_settings
 from agentforge.errors import (
     AgentforgeError,
@@ -31,8 +29,9 @@ from agentforge.errors import (
 )
 from agentforge.llm.base import Backend, LLMRequest, LLMResponse, RawCompletion, Usage
 from agentforge.llm.cache import ResponseCache
+from agentforge.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LOCAL_PREFIX = "local/"
 SCRIPTED_PREFIX = "scripted/"
@@ -56,8 +55,13 @@ class GatewayStats:
     calls: int = 0
     cache_hits: int = 0
     retries: int = 0
-    usage: Usage = field(default_factory=Usage)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     cost: float = 0.0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
 
     def record(self, response: LLMResponse) -> None:
         self.calls += 1
@@ -65,7 +69,8 @@ class GatewayStats:
         if response.cached:
             self.cache_hits += 1
         else:
-            self.usage = self.usage + response.usage
+            self.prompt_tokens += response.usage.prompt_tokens
+            self.completion_tokens += response.usage.completion_tokens
             self.cost += response.cost
 
 
@@ -216,6 +221,8 @@ class Gateway:
         self.cache = cache
         self.retry = retry or RetryPolicy(max_attempts=self.settings.max_retries + 1)
         self.stats = GatewayStats()
+        self._aliases = self.settings.aliases()
+        self._resolved: dict[str, ResolvedModel] = {}
         self._rng = random.Random(seed)
         self._litellm = LiteLLMBackend()
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
@@ -223,7 +230,10 @@ class Gateway:
         )
 
     def resolve(self, name: str) -> ResolvedModel:
-        return resolve_model(name, self.settings.aliases())
+        resolved = self._resolved.get(name)
+        if resolved is None:
+            resolved = self._resolved[name] = resolve_model(name, self._aliases)
+        return resolved
 
     def _backend(self, model: str) -> Backend:
         if model.startswith(SCRIPTED_PREFIX):
@@ -239,9 +249,11 @@ class Gateway:
             per_loop[model] = asyncio.Semaphore(size)
         return per_loop[model]
 
-    def prepare(self, request: LLMRequest) -> LLMRequest:
+    def prepare(self, request: LLMRequest, resolved: ResolvedModel | None = None) -> LLMRequest:
         """Resolve an alias in ``request.model`` into the concrete model string and its settings."""
-        resolved = self.resolve(request.model)
+        resolved = resolved or self.resolve(request.model)
+        if resolved.model == request.model and not (resolved.api_base or resolved.api_key or resolved.params):
+            return request
         updates: dict[str, Any] = {"model": resolved.model}
         if resolved.api_base and request.api_base is None:
             updates["api_base"] = resolved.api_base
@@ -254,8 +266,8 @@ class Gateway:
 
     async def acomplete(self, request: LLMRequest) -> LLMResponse:
         resolved = self.resolve(request.model)
-        request = self.prepare(request)
-        use_cache = self.cache is not None and request.cacheable()
+        request = self.prepare(request, resolved)
+        use_cache = self.cache.directory is not None and request.cacheable()
         key = request.cache_key() if use_cache else ""
         if use_cache:
             hit = self.cache.get(key)

@@ -28,18 +28,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from agentforge.config import LOCAL_MODEL, LocalModelSettings, Settings, get_settings
 from agentforge.errors import AgentforgeError, ContextWindow, LLMError, ModelNotFound
 from agentforge.llm.weights import INSTALL_HINT, resolve_weights
+from agentforge.logs import get_logger
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -57,7 +56,7 @@ __all__ = [
     "unload_local_models",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PROVIDER = "local"
 MODEL_NAME = LOCAL_MODEL.split("/", 1)[1]
@@ -94,7 +93,7 @@ class GenerationParams:
         stop = params.get("stop")
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         max_tokens = params.get("max_tokens", params.get("max_completion_tokens"))
-        n = int(params.get("n") or 1)
+        n = int(params["n"]) if params.get("n") is not None else 1
         if n < 1:
             raise LLMError(f"n must be at least 1, got {n}", model=LOCAL_MODEL)
         schema, json_mode = _read_response_format(params.get("response_format"))
@@ -180,9 +179,14 @@ def _chat_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+def _choose_wait_policy(environ: MutableMapping[str, str], llama_imported: bool) -> None:
+    # libgomp reads the variable once, when llama_cpp's libraries load; later changes do nothing.
+    if not llama_imported and _WAIT_POLICY_ENV not in environ:
+        environ[_WAIT_POLICY_ENV] = _WAIT_POLICY_DEFAULT
+
+
 def _import_llama_cpp() -> ModuleType:
-    if "llama_cpp" not in sys.modules and _WAIT_POLICY_ENV not in os.environ:
-        os.environ[_WAIT_POLICY_ENV] = _WAIT_POLICY_DEFAULT
+    _choose_wait_policy(os.environ, "llama_cpp" in sys.modules)
     try:
         import llama_cpp
     except ImportError as exc:

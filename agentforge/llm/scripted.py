@@ -11,12 +11,11 @@ import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from agentforge.errors import LLMError, ModelNotFound
 from agentforge.llm.base import LLMRequest, RawCompletion, Usage
 
-Reply = Union[str, Sequence[str], Callable[[LLMRequest], str], BaseException]
+Reply = str | Sequence[str] | Callable[[LLMRequest], str] | BaseException
 
 
 @dataclass

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
-import structlog
-
 from agentforge.config import LocalModelSettings
 from agentforge.errors import WeightsError
+from agentforge.logs import get_logger
 
 __all__ = [
     "CHUNK_DISTRIBUTIONS",
@@ -46,7 +45,7 @@ __all__ = [
     "weights_status",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q.gguf"
 GGUF_SIZE = 491_400_064

@@ -163,11 +163,12 @@ class CompiledWorkflow:
         self._plain: Any = None
 
     def graph(self, checkpointer: Any = None) -> Any:
+        if self._plain is None:
+            self._plain = self.builder.compile()
         if checkpointer is None:
-            if self._plain is None:
-                self._plain = self.builder.compile()
             return self._plain
-        return self.builder.compile(checkpointer=checkpointer)
+        # Compiling inspects every node function (ms per node); a copy with a checkpointer is ~free.
+        return self._plain.copy(update={"checkpointer": checkpointer})
 
     def output_values(self, state: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -20,12 +20,18 @@ class RunContext:
     gateway: Gateway
     tools: ToolRegistry
     trace: Trace
-    workspace: Path
+    workspace_dir: Path
     defaults: Defaults
     spec_dir: Path | None = None
     model_override: str | None = None
     run_id: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def workspace(self) -> Path:
+        """The run's working folder, created on first use (most runs never need one)."""
+        self.workspace_dir.mkdir(parents=True, exist_ok=True)
+        return self.workspace_dir
 
 
 current_run: ContextVar[RunContext] = ContextVar("agentforge_run")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -17,11 +19,10 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
-
 from agentforge.config import Settings, get_settings
 from agentforge.errors import AgentforgeError, BudgetExceeded, InputError, NodeError, RunNotFound
 from agentforge.llm.gateway import Gateway, shared_gateway
+from agentforge.logs import get_logger
 from agentforge.runtime.compiler import CompiledWorkflow
 from agentforge.runtime.context import RunContext, current_run
 from agentforge.runtime.trace import NodeTrace, Trace
@@ -30,7 +31,7 @@ from agentforge.workflow.spec import WorkflowSpec
 from agentforge.workflow.types import coerce
 from agentforge.workflow.validate import check
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 
@@ -83,6 +84,7 @@ class Workflow:
         if validate:
             check(spec, settings=self.settings, tool_names=self.tools.names())
         self._compiled: CompiledWorkflow | None = None
+        self._spec_json: dict[str, Any] | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> Workflow:
@@ -129,12 +131,17 @@ class Workflow:
     # -- running -------------------------------------------------------------------------------
     def _context(self, trace: Trace, workspace: Path, model: str | None) -> RunContext:
         return RunContext(
-            gateway=self.gateway, tools=self.tools, trace=trace, workspace=workspace,
+            gateway=self.gateway, tools=self.tools, trace=trace, workspace_dir=workspace,
             defaults=self.spec.defaults, spec_dir=self.spec_dir, model_override=model, run_id=trace.run_id,
         )
 
     def _run_dir(self, run_id: str) -> Path:
         return self.settings.runs_dir / run_id
+
+    def _spec_data(self) -> dict[str, Any]:
+        if self._spec_json is None:
+            self._spec_json = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self._spec_json
 
     def _write_meta(self, run_id: str, inputs: dict[str, Any], model: str | None, status: str,
                     error: str | None = None) -> None:
@@ -143,7 +150,7 @@ class Workflow:
             "workflow": self.spec.name,
             "workflow_hash": self.spec.hash,
             "workflow_file": str(Path(self.spec.source_file).resolve()) if self.spec.source_file else None,
-            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "spec": self._spec_data(),
             "inputs": inputs,
             "model": model,
             "status": status,
@@ -173,8 +180,8 @@ class Workflow:
     async def _invoke(self, values: dict[str, Any] | None, trace: Trace, *, model: str | None,
                       checkpoint: bool, save: bool) -> RunResult:
         run_id = trace.run_id
-        workspace = self._run_dir(run_id) / "workspace" if save else Path(_scratch_dir())
-        workspace.mkdir(parents=True, exist_ok=True)
+        scratch = None if save else Path(tempfile.gettempdir()) / f"agentforge-{run_id}-{secrets.token_hex(4)}"
+        workspace = scratch or self._run_dir(run_id) / "workspace"
         ctx = self._context(trace, workspace, model)
         config: dict[str, Any] = {
             "recursion_limit": self.compiled.recursion_limit,
@@ -198,6 +205,8 @@ class Workflow:
             error.__cause__ = exc
         finally:
             current_run.reset(token)
+            if scratch is not None and scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
         trace.latency_s += time.perf_counter() - started
         trace.outputs = outputs
         trace.status = "failed" if error else "succeeded"
@@ -257,8 +266,8 @@ class Workflow:
         run_dir = settings.runs_dir / run_id
         meta_path = run_dir / "run.json"
         if not meta_path.is_file():
-            known = sorted(p.name for p in settings.runs_dir.glob("*/run.json"))[-5:] if settings.runs_dir.is_dir() \
-                else []
+            known = sorted(p.parent.name for p in settings.runs_dir.glob("*/run.json"))[-5:] \
+                if settings.runs_dir.is_dir() else []
             raise RunNotFound(f"no run '{run_id}' under {settings.runs_dir}" +
                               (f" (recent: {', '.join(p for p in known)})" if known else ""), run_id=run_id)
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -296,12 +305,6 @@ class Workflow:
             current_run.reset(token)
             record.children.extend(trace.nodes)
         return self.compiled.output_values(state)
-
-
-def _scratch_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="agentforge-run-")
 
 
 def _map_graph_error(exc: Exception) -> AgentforgeError:

@@ -38,13 +38,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from agentforge.errors import SandboxError
+from agentforge.logs import get_logger
 
 __all__ = ["SandboxResult", "arun_python", "extract_code", "network_isolation", "run_python"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FILE_SIZE_LIMIT = 50 * 1024 * 1024
 MAX_PROCESSES = 256  # processes and threads the code may add to what its user already runs

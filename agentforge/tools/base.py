@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Annotated, Any, overload
 
 import pydantic_core
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
 from agentforge.errors import AgentforgeError, ConfigError, ToolError
+from agentforge.logs import get_logger
 
 __all__ = ["Tool", "ToolContext", "ToolRegistry", "default_registry", "tool"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI-style function calling accepts
 _REF = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
@@ -175,10 +175,8 @@ class Tool:
             raise ToolError(f"tool '{self.name}' is async: use `await tool.acall(...)`", tool=self.name)
         log.debug("tool.call", tool=self.name)
         try:
-            if self.is_async:
-                result = asyncio.run(self.fn(*positional, **keyword))
-            else:
-                result = self.fn(*positional, **keyword)
+            call = self.fn(*positional, **keyword)
+            result = asyncio.run(call) if self.is_async else call
         except Exception as exc:
             raise self._failed(exc) from exc
         return _as_text(result)

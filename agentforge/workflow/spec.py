@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -266,10 +267,16 @@ class WorkflowSpec(_Model):
         """The canonical content: everything but lineage, as plain JSON data."""
         return self.model_dump(mode="json", by_alias=True, exclude={"parent", "change"}, exclude_none=True)
 
-    @property
+    @cached_property
     def hash(self) -> str:
+        """The content hash: the spec's identity (computed once; the spec is frozen)."""
         text = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> WorkflowSpec:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("hash", None)  # a changed copy must not inherit the cached identity
+        return copy
 
     def evolve(self, change: Change, **updates: Any) -> WorkflowSpec:
         """A new version with ``updates`` applied, recording this spec as its parent."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _SCALARS: dict[str, dict[str, Any]] = {
@@ -60,6 +61,17 @@ class FieldType:
 
 def parse_type(expr: Any) -> FieldType:
     """Parse a YAML type expression; raise ``ValueError`` with a suggestion when unknown."""
+    if isinstance(expr, str):
+        return _parse_name(expr)
+    return _parse(expr)
+
+
+@lru_cache(maxsize=1024)
+def _parse_name(expr: str) -> FieldType:
+    return _parse(expr)
+
+
+def _parse(expr: Any) -> FieldType:
     if isinstance(expr, dict):
         if not expr:
             raise ValueError("an inline JSON schema must not be empty")

@@ -71,7 +71,30 @@ class _Checker:
         )
 
     # -- checks --------------------------------------------------------------------------------
+    def parse_types(self, mapping: dict[str, Any], *, node: str | None, path: tuple[str | int, ...],
+                    field: str) -> dict[str, FieldType]:
+        out: dict[str, FieldType] = {}
+        for name, expr in mapping.items():
+            try:
+                out[name] = parse_type(expr)
+            except ValueError as exc:
+                self.add(str(exc), node=node, path=(*path, name), field=f"{field}.{name}", code="bad_type",
+                         hint="use str, int, float, bool, list, list[str], dict, any, or a JSON-schema mapping",
+                         line=None if node else self.line(None, *path, name))
+        return out
+
+    def check_types(self) -> None:
+        spec = self.spec
+        raw_inputs = {k: v.type for k, v in spec.input_fields().items()}
+        self.wf_inputs = self.parse_types(raw_inputs, node=None, path=("inputs",), field="inputs")
+        self.wf_outputs = self.parse_types(dict(spec.outputs), node=None, path=("outputs",), field="outputs")
+        self.node_out: dict[str, dict[str, FieldType]] = {}
+        for node in spec.nodes:
+            raw = dict(node.outputs) if isinstance(node.outputs, dict) else dict.fromkeys(node.outputs, "str")
+            self.node_out[node.id] = self.parse_types(raw, node=node.id, path=("outputs",), field="outputs")
+
     def run(self) -> list[Problem]:
+        self.check_types()
         self.check_ids()
         graph = self.build_graph()
         self.check_models()
@@ -251,19 +274,20 @@ class _Checker:
                              code="unbound_variable")
             if isinstance(node, AgentNode | EnsembleNode):
                 demos = node.demos if isinstance(node, AgentNode) else node.member.demos
-                outputs = set(node.output_types())
+                outputs = set(self.node_out[node.id])
                 for j, demo in enumerate(demos):
-                    path: tuple[str | int, ...] = ("demos", j) if isinstance(node, AgentNode) else ("member", "demos", j)
+                    path: tuple[str | int, ...] = (
+                        ("demos", j) if isinstance(node, AgentNode) else ("member", "demos", j))
                     missing_in = inputs - set(demo.inputs)
                     missing_out = outputs - set(demo.outputs)
                     if missing_in or missing_out:
                         self.add(f"demo #{j + 1} lacks {sorted(missing_in | missing_out)}", node=node.id,
                                  path=path, field="demos", code="bad_demo")
-            if isinstance(node, EnsembleNode) and node.vote_on and node.vote_on not in node.output_types():
+            if isinstance(node, EnsembleNode) and node.vote_on and node.vote_on not in node.outputs:
                 self.add(f"vote_on '{node.vote_on}' is not an output of the node", node=node.id,
-                         path=("vote_on",), field="vote_on", hint=_suggest(node.vote_on, node.output_types()),
+                         path=("vote_on",), field="vote_on", hint=_suggest(node.vote_on, node.outputs),
                          code="unknown_field")
-            if isinstance(node, AgentNode | EnsembleNode) and not node.output_types():
+            if isinstance(node, AgentNode | EnsembleNode) and not node.outputs:
                 self.add("the node declares no outputs", node=node.id, field="outputs",
                          hint="add e.g. 'outputs: {answer: str}'", code="no_outputs")
 
@@ -286,7 +310,7 @@ class _Checker:
                              code="unbound_variable")
             if node.default is None:
                 self.add("a router needs a 'default' route for when no condition holds", node=node.id,
-                         field="default", code="router_default")
+                         field="default", code="router_default", hint="add 'default: <node id or END>'")
         else:
             labels = [r.label for r in node.routes]
             if any(label is None for label in labels):
@@ -296,7 +320,7 @@ class _Checker:
     def check_dataflow(self, graph: nx.DiGraph) -> None:
         spec = self.spec
         producers: dict[str, list[tuple[str, FieldType]]] = {}
-        for name, ftype in spec.input_types().items():
+        for name, ftype in self.wf_inputs.items():
             producers.setdefault(name, []).append((START, ftype))
         declared_state: dict[str, FieldType] = {}
         for name, field in spec.state.items():
@@ -307,11 +331,7 @@ class _Checker:
                          line=self.line(None, "state", name))
         node_outputs: dict[str, dict[str, FieldType]] = {}
         for node in spec.nodes:
-            try:
-                outputs = self.node_output_types(node)
-            except ValueError as exc:
-                self.add(str(exc), node=node.id, path=("outputs",), field="outputs", code="bad_type")
-                outputs = {}
+            outputs = self.node_output_types(node)
             node_outputs[node.id] = outputs
             for name, ftype in outputs.items():
                 state_type = declared_state.get(name)
@@ -327,7 +347,8 @@ class _Checker:
                 if not (is_assignable(ftype, first_type) and is_assignable(first_type, ftype)):
                     who = "the workflow input" if first_node == START else f"node '{first_node}'"
                     self.add(f"output '{name}' is {ftype} but {who} gives '{name}' as {first_type}",
-                             node=node_id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch")
+                             node=node_id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch",
+                             hint=f"declare '{name}' as {first_type} here too, or rename one of the outputs")
         for node in spec.nodes:
             ancestors = nx.ancestors(graph, node.id) if node.id in graph else set()
             try:
@@ -349,7 +370,9 @@ class _Checker:
                 if not upstream:
                     names = ", ".join(f"'{p}'" for p, _ in sources)
                     self.add(f"input '{name}' is produced only by {names}, which never runs before this node",
-                             node=node.id, path=("inputs",), field="inputs", code="input_order")
+                             node=node.id, path=("inputs",), field="inputs", code="input_order",
+                             hint=f"add an edge so {names} runs before '{node.id}', or declare '{name}' under "
+                                  "'state:' with a default")
                     continue
                 want = declared.get(name)
                 if want is None and isinstance(node, SubworkflowNode) and node.id in self.child_specs:
@@ -362,7 +385,7 @@ class _Checker:
                                      node=node.id, path=("inputs", name) if name in declared else ("inputs",),
                                      field=f"inputs.{name}", hint=f"change one side so both are {want}",
                                      code="type_mismatch")
-        for name, ftype in spec.output_types().items():
+        for name, ftype in self.wf_outputs.items():
             sources = producers.get(name)
             if not sources:
                 self.add(f"workflow output '{name}' is not produced by any node", path=("outputs", name),
@@ -373,6 +396,7 @@ class _Checker:
                 if producer != START and not is_assignable(got, ftype):
                     self.add(f"workflow output '{name}' is {ftype} but node '{producer}' produces {got}",
                              path=("outputs", name), field=f"outputs.{name}", code="type_mismatch",
+                             hint=f"make the workflow output {got}, or node '{producer}' produce {ftype}",
                              line=self.line(None, "outputs", name))
 
     def node_output_types(self, node: Any) -> dict[str, FieldType]:
@@ -391,7 +415,7 @@ class _Checker:
                              field="inputs", hint=_suggest(name, self.child_specs[node.id].inputs),
                              code="unknown_field")
             return out
-        return node.output_types()
+        return self.node_out[node.id]
 
     def check_structure(self, graph: nx.DiGraph) -> None:
         reachable = nx.descendants(graph, START)

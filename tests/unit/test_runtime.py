@@ -271,7 +271,7 @@ def test_bounded_loop_exits_early_when_the_condition_holds(scripted: Any) -> Non
 
 
 def test_parallel_branches_run_concurrently_and_the_join_waits_for_both(scripted: Any) -> None:
-    model, script = scripted
+    model, _ = scripted
     in_flight = {"now": 0, "max": 0}
 
     async def slow(request: LLMRequest) -> str:
@@ -478,7 +478,7 @@ def test_inputs_are_checked_coerced_and_defaulted() -> None:
 
 
 def test_run_batch_limits_concurrency_and_reports_failures_per_item(scripted: Any) -> None:
-    model, script = scripted
+    model, _ = scripted
     in_flight = {"now": 0, "max": 0}
 
     class Counting:

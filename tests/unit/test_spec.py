@@ -47,6 +47,12 @@ def test_evolve_records_parent_and_change_without_touching_the_parent() -> None:
     assert child.model_copy(update={"parent": None}).hash == child.hash
 
 
+def test_a_changed_copy_gets_its_own_hash() -> None:
+    spec = spec_from_text(SMALL)
+    assert spec.hash == spec.hash
+    assert spec.model_copy(update={"name": "other"}).hash != spec.hash
+
+
 def test_spec_is_immutable() -> None:
     spec = spec_from_text(SMALL)
     with pytest.raises(ValidationError):

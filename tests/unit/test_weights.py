@@ -209,7 +209,8 @@ def test_explicit_path_without_sha_is_used_as_is(tmp_path: Path) -> None:
 
 
 def test_missing_packages_tell_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(weights, "CHUNK_DISTRIBUTIONS", ("agentforge-no-such-chunk-1", "agentforge-no-such-chunk-2"))
+    missing = ("agentforge-no-such-chunk-1", "agentforge-no-such-chunk-2")
+    monkeypatch.setattr(weights, "CHUNK_DISTRIBUTIONS", missing)
     with pytest.raises(WeightsError) as err:
         resolve_weights(LocalModelSettings(), tmp_path / "models")
     msg = str(err.value)
@@ -290,10 +291,15 @@ def test_missing_llama_cpp_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
     assert "make demo" in str(err.value)
 
 
-def test_wait_policy_is_set_only_when_the_user_has_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    monkeypatch.delitem(sys.modules, "llama_cpp")
-    monkeypatch.setitem(sys.modules, "llama_cpp", sys.modules.get("json"))  # stand-in: already "imported"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    local._import_llama_cpp()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+def test_wait_policy_is_passive_unless_the_user_chose_or_it_is_too_late() -> None:
+    env: dict[str, str] = {}
+    local._choose_wait_policy(env, llama_imported=False)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    local._choose_wait_policy(env, llama_imported=False)
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}
+
+    env = {}
+    local._choose_wait_policy(env, llama_imported=True)  # libgomp already read it: setting it now would lie
+    assert env == {}

@@ -44,17 +44,21 @@ async def execute(node: AgentNode, values: dict[str, Any], ctx: RunContext, reco
     return majority(samples, next(iter(outputs)))
 
 
+THOUGHT_CHARS = 120  # small models ramble; a bounded thought keeps each step inside max_tokens
+_THOUGHT = {"type": "string", "maxLength": THOUGHT_CHARS}
+
+
 def _step_schema(tools: list[tuple[str, dict[str, Any]]], outputs: dict[str, FieldType],
                  finish_only: bool = False) -> dict[str, Any]:
     finish = {"type": "object", "properties": {name: t.schema for name, t in outputs.items()},
               "required": list(outputs)}
     branches = [{"type": "object",
-                 "properties": {"thought": {"type": "string"}, "action": {"const": "finish"}, "args": finish},
+                 "properties": {"thought": _THOUGHT, "action": {"const": "finish"}, "args": finish},
                  "required": ["thought", "action", "args"]}]
     if not finish_only:
         for name, schema in tools:
             branches.insert(0, {"type": "object",
-                                "properties": {"thought": {"type": "string"}, "action": {"const": name},
+                                "properties": {"thought": _THOUGHT, "action": {"const": name},
                                                "args": schema},
                                 "required": ["thought", "action", "args"]})
     return branches[0] if len(branches) == 1 else {"anyOf": branches}

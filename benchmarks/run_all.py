@@ -1,0 +1,292 @@
+"""Run the benchmarks, then regenerate benchmarks/README.md from every JSON file in benchmarks/results/.
+
+    .venv/bin/python benchmarks/run_all.py                 # engine + start-up (what `make bench` runs)
+    .venv/bin/python benchmarks/run_all.py --with-local    # also the local-model benchmark (minutes)
+    .venv/bin/python benchmarks/run_all.py --quick         # few repetitions, a smoke run
+    .venv/bin/python benchmarks/run_all.py --readme-only   # only rewrite the README from existing results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+
+def run_benchmarks(with_local: bool, quick: bool) -> list[str]:
+    """Run each benchmark in its own process; return the names of those that failed to run."""
+    jobs: list[tuple[str, list[str]]] = [
+        ("bench_engine", ["--quick"] if quick else []),
+        ("bench_startup", ["--runs", "3"] if quick else []),
+    ]
+    if with_local:
+        if (HERE / "bench_local_model.py").is_file():
+            jobs.append(("bench_local_model", ["--quick"] if quick else []))
+        else:
+            sys.stderr.write("--with-local: benchmarks/bench_local_model.py does not exist; skipped\n")
+    failed = []
+    for name, extra in jobs:
+        sys.stderr.write(f"== {name} {' '.join(extra)}\n")
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *extra], check=False)
+        sys.stderr.write(f"== {name}: exit {proc.returncode} after {time.perf_counter() - started:.1f} s\n")
+        if proc.returncode != 0:
+            failed.append(name)
+    return failed
+
+
+# -- README ------------------------------------------------------------------------------------------
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        sys.stderr.write(f"{path}: not valid JSON ({exc}); left out of the README\n")
+        return None
+
+
+def _verdict(ok: bool) -> str:
+    return "**pass**" if ok else "**FAIL**"
+
+
+def _num(value: Any, spec: str = ".3f") -> str:
+    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _in_out(stats: dict[str, Any]) -> str:
+    return (f"{_num(stats.get('inside_nodes_per_node_us'), '.0f')} / "
+            f"{_num(stats.get('outside_nodes_per_node_us'), '.0f')}")
+
+
+def _machine(m: dict[str, Any]) -> str:
+    parts = [f"{m.get('nproc')} CPUs"]
+    if m.get("cpu"):
+        parts.append(str(m["cpu"]))
+    parts.append(f"Python {m.get('python')}")
+    if m.get("langgraph"):
+        parts.append(f"langgraph {m['langgraph']}")
+    if m.get("loadavg_at_start"):
+        parts.append(f"load average at start {m['loadavg_at_start'][0]}")
+    if m.get("code_fingerprint"):
+        parts.append(f"agentforge sources {m['code_fingerprint']}")
+    return ", ".join(parts) + f"; run {m.get('date', '?')}"
+
+
+def engine_section(data: dict[str, Any]) -> list[str]:
+    targets = data["targets"]
+    lines = [
+        "## Engine overhead per node",
+        "",
+        "One invoke of an agentforge workflow (`await Workflow.arun(inputs, save=False)`) against a",
+        "hand-written LangGraph `StateGraph` of the same shape, both calling the same zero-latency scripted",
+        "model's `acomplete`. Per node = median wall time of one invoke / number of nodes. Engine and",
+        "baseline run interleaved in one event loop, so the **ratio** is the number to read here.",
+        "Every invoke has a unique input and every reply is unique, so the response cache never hits.",
+        f"Machine: {_machine(data['machine'])}.",
+        "",
+    ]
+    rows = []
+    for s in data["shapes"]:
+        e, b = s["engine"], s["baseline"]
+        rows.append([
+            s["shape"], str(s["nodes"]), str(s["reps"]),
+            _num(e["per_node_median_ms"]), _num(e["per_node_p90_ms"]),
+            _num(b["per_node_median_ms"]), _num(b["per_node_p90_ms"]),
+            _num(s["ratio"], ".2f"), _num(s["added_per_node_us"], ".0f"),
+            _in_out(e), _in_out(b),
+            f"{_verdict(s['pass_per_node'])} / {_verdict(s['pass_ratio'])}",
+        ])
+    lines += _table(["shape", "nodes", "reps", "engine ms/node (median)", "engine p90", "baseline ms/node",
+                     "baseline p90", "ratio", "added µs/node", "engine µs/node in / out of nodes",
+                     "baseline µs/node in / out", "≤ 1 ms / ≤ 1.5x"], rows)
+    lines += [
+        "",
+        "*in / out of nodes*: time inside node functions (engine: its own `NodeTrace.latency_s`) and the",
+        "rest of the invoke (LangGraph's loop, plus the engine's per-run set-up).",
+        "",
+        "### With `save=True` (what `agentforge run` does)",
+        "",
+        "SQLite checkpointer, `run.json` and `trace.json` per run. `baseline + sqlite` is the hand-written",
+        "graph compiled once with an `AsyncSqliteSaver` kept open, the natural durable equivalent.",
+        "",
+    ]
+    rows = []
+    for s in data["shapes"]:
+        sv = s["save"]
+        rows.append([s["shape"], str(sv["reps"]), _num(sv["engine"]["per_node_median_ms"]),
+                     _num(sv["engine"]["per_node_p90_ms"]), _num(sv["baseline_sqlite"]["per_node_median_ms"]),
+                     _num(sv["baseline"]["per_node_median_ms"]), _num(sv["ratio_vs_baseline_sqlite"], ".2f"),
+                     _num(sv["ratio_vs_baseline"], ".2f")])
+    lines += _table(["shape", "reps", "engine save=True ms/node", "p90", "baseline + sqlite ms/node",
+                     "baseline ms/node", "ratio vs baseline + sqlite", "ratio vs baseline"], rows)
+    lines += ["", "### Targets", ""]
+    per_node, ratio = targets["per_node_median_ms"], targets["ratio_vs_langgraph"]
+    lines += _table(["target", "goal", "worst measured", "result"], [
+        ["engine overhead per node (median, save=False)", f"≤ {per_node['target']} ms",
+         f"{_num(per_node['worst'])} ms", _verdict(per_node["pass"])],
+        ["engine / hand-written LangGraph, same shape", f"≤ {ratio['target']}x",
+         f"{_num(ratio['worst'], '.2f')}x", _verdict(ratio["pass"])],
+    ])
+    observations = data.get("observations") or {}
+    if observations:
+        notes = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in observations.items())
+        lines += ["", f"Observations: {notes}."]
+    return [*lines, ""]
+
+
+def startup_section(data: dict[str, Any]) -> list[str]:
+    imp, val, targets = data["import"], data["validate"], data["targets"]
+    inproc = val["in_process"]
+    lines = [
+        "## Start-up",
+        "",
+        f"Fresh processes, median of {data['runs']}, commands run round-robin. Wall times include the",
+        "interpreter's own start-up (shown on the first row). The 50-node workflow is generated by",
+        f"`bench_startup.py --print-workflow`: {val['workflow']['shape']}.",
+        f"Machine: {_machine(data['machine'])}.",
+        "",
+    ]
+    lines += _table(["measurement", "seconds"], [
+        ["`python -c pass` (interpreter only)", _num(data["python_bare_wall_s"])],
+        ["`import agentforge` (in process)", _num(imp["in_process_s"])],
+        ["`python -c 'import agentforge'` (whole process)", _num(imp["process_wall_s"])],
+        ["`agentforge --help` (whole process)", _num(data["cli_help_wall_s"])],
+        ["`agentforge validate` 50 nodes (whole process)", _num(val["cli_wall_s"])],
+        ["  in process: imports (loader + validate)", _num(inproc["import_s"])],
+        ["  in process: first load / first check", f"{_num(inproc['first_load_s'])} / "
+                                                   f"{_num(inproc['first_check_s'])}"],
+        ["  in process: warm load / warm check", f"{_num(inproc['warm_load_s'])} / "
+                                                  f"{_num(inproc['warm_check_s'])}"],
+    ])
+    heavy = ", ".join(imp["heavy_loaded"]) or "none"
+    checked = ", ".join(targets["import_has_no_heavy_modules"]["target"])
+    lines += ["", f"Heavy libraries loaded by `import agentforge`: {heavy} (checked: {checked})."]
+    slow = val.get("slowest_imports") or []
+    if slow:
+        lines += ["", "Slowest imports behind `agentforge validate` (`-X importtime`, cumulative): " +
+                  ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in slow[:8]) + "."]
+    lines += ["", "### Targets", ""]
+    lines += _table(["target", "goal", "measured", "result"], [
+        ["`import agentforge`", f"≤ {targets['import_s']['target']} s",
+         f"{_num(targets['import_s']['value'])} s", _verdict(targets["import_s"]["pass"])],
+        ["`import agentforge` loads no heavy library", "none", ", ".join(imp["heavy_loaded"]) or "none",
+         _verdict(targets["import_has_no_heavy_modules"]["pass"])],
+        ["`agentforge validate` on 50 nodes, whole process", f"≤ {targets['validate_50_wall_s']['target']} s",
+         f"{_num(targets['validate_50_wall_s']['value'])} s",
+         _verdict(targets["validate_50_wall_s"]["pass"])],
+    ])
+    return [*lines, ""]
+
+
+def local_model_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Local model (Qwen2.5-Coder-0.5B via llama.cpp)", ""]
+    if data is None:
+        return [*lines, "Not run yet: `.venv/bin/python benchmarks/run_all.py --with-local` (needs the",
+                "`local` extra; several minutes) writes `results/local_model.json`.", ""]
+    machine = data.get("machine") or {}
+    lines += [
+        "Each configuration in a fresh process; *busy* = a CPU-burning process pinned to the last core.",
+        f"Machine: {machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}. "
+        f"Weights resolved in {_num(data.get('resolve_weights_s'), '.2f')} s.",
+    ]
+    if data.get("notes"):
+        lines += ["", str(data["notes"])]
+    lines.append("")
+    rows = []
+    for r in data.get("results") or []:
+        if "error" in r:
+            rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("policy")),
+                         f"error: {r['error']}", "", "", "", "", ""])
+            continue
+        rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("policy")),
+                     _num(r.get("load_s"), ".2f"),
+                     _num(r.get("prompt_tokens_per_s"), ".1f"), _num(r.get("gen_tokens_per_s"), ".1f"),
+                     _num(r.get("short_answer_s"), ".3f"), _num(r.get("peak_rss_mb"), "d"),
+                     _num(r.get("wall_s"), ".1f")])
+    lines += _table(["n_threads", "load", "wait policy", "load s", "prompt tok/s", "gen tok/s",
+                     "short answer s", "peak RSS MB", "wall s"], rows)
+    return [*lines, ""]
+
+
+def render_readme() -> str:
+    engine = _load("engine_overhead.json")
+    startup = _load("startup.json")
+    local = _load("local_model.json")
+    known = {"engine_overhead.json", "startup.json", "local_model.json"}
+    others = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in known) if RESULTS.is_dir() else []
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by benchmarks/run_all.py from benchmarks/results/*.json; edit run_all.py, "
+        "not this file. -->",
+        "",
+        "Numbers for reading, never timed assertions in tests. The machine these ran on is shared and noisy,",
+        "so each comparison is measured side by side in one run and quoted as a ratio as well as in absolute",
+        "terms.",
+        "",
+        "## How to run",
+        "",
+        "```sh",
+        "make bench                                        # engine + start-up, then rewrite this README",
+        ".venv/bin/python benchmarks/run_all.py --with-local  # also the local model (minutes)",
+        ".venv/bin/python benchmarks/bench_engine.py --quick  # one benchmark alone, few repetitions",
+        ".venv/bin/python benchmarks/run_all.py --readme-only # rewrite this README from results/",
+        "```",
+        "",
+        "| file | measures | results |",
+        "|---|---|---|",
+        "| `bench_engine.py` | per-node engine overhead vs hand-written LangGraph, save=False and save=True "
+        "| `results/engine_overhead.json` |",
+        "| `bench_startup.py` | `import agentforge`, `--help`, `validate` on 50 nodes, heavy imports "
+        "| `results/startup.json` |",
+        "| `bench_local_model.py` | local model load, prompt/generation speed, threads and wait policy "
+        "under load "
+        "| `results/local_model.json` |",
+        "",
+    ]
+    if engine:
+        lines += engine_section(engine)
+    else:
+        lines += ["## Engine overhead per node", "", "No results yet: run `benchmarks/bench_engine.py`.", ""]
+    if startup:
+        lines += startup_section(startup)
+    else:
+        lines += ["## Start-up", "", "No results yet: run `benchmarks/bench_startup.py`.", ""]
+    lines += local_model_section(local)
+    if others:
+        lines += ["## Other results", "", *[f"- `results/{name}`" for name in others], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--with-local", action="store_true", help="also run bench_local_model.py (minutes)")
+    parser.add_argument("--quick", action="store_true", help="few repetitions, a smoke run")
+    parser.add_argument("--readme-only", action="store_true", help="only regenerate README.md from results/")
+    args = parser.parse_args()
+    failed = [] if args.readme_only else run_benchmarks(args.with_local, args.quick)
+    README.write_text(render_readme(), encoding="utf-8")
+    sys.stderr.write(f"wrote {README}\n")
+    if failed:
+        sys.stderr.write(f"failed to run: {', '.join(failed)}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
