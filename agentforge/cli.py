@@ -268,6 +268,161 @@ def models() -> None:
         out.print("install it with: pip install 'agentforge[local]'  (or: make demo)", highlight=False)
 
 
+@app.command("eval")
+def eval_command(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file (the policy or the solver).")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment: a name in envs/, a YAML path, or built-in.")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "val",
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Evaluate only the first N tasks.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Episodes at once.")] = 8,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Run every LLM node on this model.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="asyncio (this process) or ray.")] = "asyncio",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap interval.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full EvalReport as JSON.")] = False,
+) -> None:
+    """Evaluate a workflow on an environment's split: a progress bar with running score and cost, then a
+    summary. Exit 0 ok, 1 if every task failed, 2 bad input."""
+    from agentforge.envs.registry import load_env
+    from agentforge.evaluation.evaluator import aevaluate
+    from agentforge.evaluation.executors import AsyncioExecutor, RayExecutor
+    from agentforge.runtime.workflow import Workflow, run_sync
+
+    _start_logging()
+    if executor not in ("asyncio", "ray"):
+        raise _fail(f"--executor must be asyncio or ray, not '{executor}'", BAD_INPUT)
+    if split not in ("train", "val", "test"):
+        raise _fail(f"--split must be train, val or test, not '{split}'", BAD_INPUT)
+    try:
+        if model is not None:
+            from agentforge.config import get_settings
+            from agentforge.llm.gateway import resolve_model
+
+            resolve_model(model, get_settings().aliases())
+        wf = Workflow.from_yaml(workflow)
+        environment = load_env(env)
+        environment.ref = env  # type: ignore[attr-defined]  # lets Ray workers rebuild it
+        runner = RayExecutor(address=ray_address) if executor == "ray" else AsyncioExecutor()
+        with _EvalProgress(enabled=not as_json) as progress:
+            report = run_sync(aevaluate(wf, environment, split=split, limit=limit, concurrency=concurrency,
+                                        model=model, executor=runner, seed=seed, on_result=progress.update,
+                                        on_start=progress.start))
+    except AgentforgeError as exc:
+        raise _fail(str(exc), _exit_code(exc)) from None
+    if as_json:
+        out.print_json(data=report.to_json())
+    else:
+        _print_report(report)
+    if report.results and report.errors == len(report.results):
+        raise typer.Exit(RUN_FAILED)
+
+
+class _EvalProgress:
+    """A rich progress bar whose description shows the running mean score and cost."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress: Any = None
+        self.task_id: Any = None
+        self.done = 0
+        self.score = 0.0
+        self.cost = 0.0
+        self.errors = 0
+
+    def __enter__(self) -> _EvalProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=err, transient=False)
+            self.progress.__enter__()
+        return self
+
+    def start(self, total: int) -> None:
+        if self.progress is not None:
+            self.task_id = self.progress.add_task("evaluating", total=total)
+
+    def update(self, result: Any) -> None:
+        self.done += 1
+        self.score += result.score
+        self.cost += result.cost
+        self.errors += 1 if result.error else 0
+        if self.progress is not None and self.task_id is not None:
+            text = f"score {self.score / self.done:.3f}  cost ${self.cost:.4f}  errors {self.errors}"
+            self.progress.update(self.task_id, advance=1, description=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def _print_report(report: Any) -> None:
+    summary = report.summary()
+    table = Table(title=f"{report.workflow} on {report.env} ({report.split})", title_justify="left", show_edge=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    low, high = summary["ci95"]
+    rows = [
+        ("tasks", str(summary["tasks"])),
+        ("mean score", f"{summary['mean_score']:.3f}  (95% CI {low:.3f} to {high:.3f})"),
+        ("errors", str(summary["errors"])),
+        ("LLM calls", f"{summary['llm_calls']} ({summary['cached_calls']} cached)"),
+        ("tokens in/out", f"{summary['prompt_tokens']}/{summary['completion_tokens']}"),
+        ("cost", f"${summary['cost']:.4f} (p50 ${summary['cost_p50']:.4f}/task, p90 ${summary['cost_p90']:.4f})"),
+        ("latency p50/p90/p99", f"{summary['latency_p50_s']:.2f}s / {summary['latency_p90_s']:.2f}s / "
+                                f"{summary['latency_p99_s']:.2f}s"),
+        ("wall", f"{summary['wall_s']:.1f}s ({summary['tasks_per_s']} tasks/s)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    err.print(table)
+    failed = [r for r in report.results if r.error][:5]
+    for result in failed:
+        err.print(f"  task {result.task_id}: {result.error}", markup=False, highlight=False, soft_wrap=True)
+    if report.traces_path:
+        err.print(f"report: {Path(report.traces_path).parent / 'report.json'}", markup=False, highlight=False)
+
+
+env_app = typer.Typer(help="Environments: list them, serve one over HTTP.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """List the environment definitions found in envs/ and the built-in environment classes."""
+    from agentforge.envs.builtin import BUILTIN_ENVS
+    from agentforge.envs.registry import env_files
+
+    table = Table(show_edge=False)
+    table.add_column("name")
+    table.add_column("file")
+    for name, path in sorted(env_files().items()):
+        table.add_row(name, str(path))
+    out.print(table)
+    out.print(f"built-in classes: {', '.join(BUILTIN_ENVS)}", highlight=False)
+
+
+@env_app.command("serve")
+def env_serve(
+    env: Annotated[str, typer.Argument(help="Environment: a name in envs/, a YAML path, or built-in.")],
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    session_ttl: Annotated[float, typer.Option("--session-ttl", help="Idle seconds before a session expires.")] = 600,
+) -> None:
+    """Serve a local environment over the AgentGym HTTP protocol (textcraft dialect, strict errors)."""
+    from agentforge.envs.registry import load_env
+    from agentforge.envs.server import serve
+
+    _start_logging()
+    try:
+        environment = load_env(env)
+    except AgentforgeError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+    err.print(f"serving {environment.name} on http://{host}:{port} ({len(environment.tasks())} tasks)",
+              markup=False, highlight=False)
+    serve(environment, host=host, port=port, session_ttl=session_ttl)
+
+
 def main() -> None:
     app()
 

@@ -17,6 +17,8 @@ boundary that calls them, with ``raise ... from exc`` so the original stays atta
     ├── ToolError                   a tool failed (inside a ReAct loop it becomes an observation)
     ├── SandboxError                generated code could not be run
     ├── WeightsError                the local model file is missing or its sha256 does not match
+    ├── EnvError                    an environment refused a call (unknown task, step after done, ...)
+    │   └── EnvServerError          a remote environment server is down, slow, or answered garbage
     ├── NodeError                   a node failed while the workflow ran (wraps the cause)
     ├── RunNotFound                 --resume named a run that does not exist
     └── BudgetExceeded              a step, token or cost budget ran out
@@ -129,6 +131,17 @@ class SandboxError(AgentforgeError):
 
 class WeightsError(AgentforgeError):
     code = "weights_error"
+
+
+class EnvError(AgentforgeError):
+    code = "env_error"
+
+
+class EnvServerError(EnvError):
+    """Transport-level trouble with a remote environment: refused, timed out, 5xx, malformed JSON."""
+
+    code = "env_server_error"
+    retryable = True
 
 
 class NodeError(AgentforgeError):

@@ -13,6 +13,7 @@ import os
 import random
 import time
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ from agentforge.llm.cache import ResponseCache
 from agentforge.logs import get_logger
 
 log = get_logger(__name__)
+
+# Set while an evaluation runs: cache every call, seeded sampling included, so re-running the
+# same evaluation costs no new LLM calls.
+cache_everything: ContextVar[bool] = ContextVar("agentforge_cache_everything", default=False)
 
 LOCAL_PREFIX = "local/"
 SCRIPTED_PREFIX = "scripted/"
@@ -267,7 +272,7 @@ class Gateway:
     async def acomplete(self, request: LLMRequest) -> LLMResponse:
         resolved = self.resolve(request.model)
         request = self.prepare(request, resolved)
-        use_cache = self.cache.directory is not None and request.cacheable()
+        use_cache = self.cache.directory is not None and (request.cacheable() or cache_everything.get())
         key = request.cache_key() if use_cache else ""
         if use_cache:
             hit = self.cache.get(key)

@@ -219,6 +219,7 @@ class Workflow:
                  latency_s=round(trace.latency_s, 3), llm_calls=trace.llm_calls)
         if error is not None:
             error.fields.setdefault("run_id", run_id)
+            error.trace = trace  # type: ignore[attr-defined]  # what ran before the failure, for reports
             raise error
         return RunResult(run_id=run_id, outputs=outputs, trace=trace, trace_path=trace_path)
 

@@ -75,8 +75,12 @@ def draw(spec: WorkflowSpec, path: Path, fmt: str) -> Path:
     colors = [_COLORS.get(kinds.get(n, n), "#ffffff") for n in g.nodes]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=2600, edgecolors="#333333", node_shape="s")
     nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=8)
-    edge_labels = {(s, d): lbl for s, d, lbl in all_edges if lbl}
-    nx.draw_networkx_edge_labels(g, pos, edge_labels=edge_labels, ax=ax, font_size=7)
+    edge_labels: dict[tuple[str, str], str] = {}
+    for src, dst, lbl in all_edges:  # two routes to one target share an edge: show both labels
+        if lbl and (src, dst) not in back:
+            edge_labels[(src, dst)] = f"{edge_labels[(src, dst)]} / {lbl}" if (src, dst) in edge_labels else lbl
+    nx.draw_networkx_edge_labels(g, pos, edge_labels=edge_labels, ax=ax, font_size=7, rotate=False,
+                                 bbox={"boxstyle": "round", "fc": "white", "ec": "none", "alpha": 0.9})
     ax.set_title(f"{spec.name} ({spec.hash})", fontsize=10)
     ax.axis("off")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""AgentGym-style environments: the contract, built-in environments, the HTTP client and server."""

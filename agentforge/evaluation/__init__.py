@@ -1,0 +1,1 @@
+"""Evaluation: run a workflow over an environment's tasks and report scores, costs and latencies."""
