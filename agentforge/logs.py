@@ -29,11 +29,31 @@ class _LazyLogger:
         self._logger: Any = None
 
     def __getattr__(self, attr: str) -> Any:
-        if self._logger is None:
-            import structlog
+        import structlog
 
-            self._logger = structlog.get_logger(self._name)
-        return getattr(self._logger, attr)
+        if structlog.is_configured():
+            if self._logger is None:
+                self._logger = structlog.get_logger(self._name)
+            return getattr(self._logger, attr)
+        return getattr(_quiet_logger(), attr)
+
+
+_QUIET: Any = None
+
+
+def _quiet_logger() -> Any:
+    """Until an application configures structlog, the library says only warnings and errors,
+    on stderr: a library must not fill its host's stdout with info lines."""
+    global _QUIET
+    if _QUIET is None:
+        import structlog
+
+        _QUIET = structlog.wrap_logger(
+            structlog.PrintLogger(file=_CurrentStderr()),  # type: ignore[arg-type]
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+        )
+    return _QUIET
 
 
 def get_logger(name: str) -> Any:

@@ -34,9 +34,10 @@ class LLMRequest(BaseModel):
     api_key: str | None = Field(default=None, repr=False, description="Never part of the cache key.")
     cache: bool | None = Field(default=None, description="None: cache when temperature is 0.")
     timeout: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="Provider kwargs (pricing, headers); not keyed.")
 
     def cache_key(self) -> str:
-        data = self.model_dump(mode="json", exclude={"api_key", "cache", "timeout"}, exclude_none=True)
+        data = self.model_dump(mode="json", exclude={"api_key", "cache", "timeout", "extra"}, exclude_none=True)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -125,6 +125,7 @@ class LiteLLMBackend:
                 kwargs[name] = value
         if request.stop:
             kwargs["stop"] = list(request.stop)
+        kwargs.update(request.extra)
         if request.response_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -168,10 +169,12 @@ def import_litellm() -> Any:
 def map_litellm_error(exc: BaseException, model: str, api_base: str | None = None) -> AgentforgeError:
     """Translate any exception from ``litellm.acompletion`` into the agentforge tree."""
     cause: BaseException | None = exc
-    while cause is not None:  # custom providers' own errors may arrive wrapped
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:  # a custom provider's own error arrives wrapped
         if isinstance(cause, AgentforgeError):
             return cause
-        cause = cause.__cause__ or getattr(cause, "original_exception", None)
+        seen.add(id(cause))
+        cause = cause.__cause__ or getattr(cause, "original_exception", None) or cause.__context__
     from litellm import exceptions as le
 
     text = str(getattr(exc, "message", None) or exc) or type(exc).__name__
@@ -264,9 +267,14 @@ class Gateway:
             updates["api_base"] = resolved.api_base
         if resolved.api_key and request.api_key is None:
             updates["api_key"] = resolved.api_key
+        extra = dict(request.extra)
         for key, value in resolved.params.items():
-            if key in LLMRequest.model_fields and getattr(request, key) in (None, LLMRequest.model_fields[key].default):
+            if key not in LLMRequest.model_fields:
+                extra.setdefault(key, value)  # provider kwargs, e.g. input_cost_per_token for self-hosted models
+            elif getattr(request, key) in (None, LLMRequest.model_fields[key].default):
                 updates[key] = value
+        if extra:
+            updates["extra"] = extra
         return request.model_copy(update=updates)
 
     async def acomplete(self, request: LLMRequest) -> LLMResponse:
@@ -276,10 +284,10 @@ class Gateway:
         key = request.cache_key() if use_cache else ""
         if use_cache:
             hit = self.cache.get(key)
-            if hit is not None:
-                response = LLMResponse(
-                    model=request.model, texts=tuple(hit["texts"]), usage=Usage(**hit.get("usage", {})),
-                    cost=0.0, latency_s=0.0, cached=True,
+            if hit is not None:  # trusted data we wrote ourselves: construct without re-validating
+                response = LLMResponse.model_construct(
+                    model=request.model, texts=tuple(hit["texts"]), usage=Usage.model_construct(**hit.get("usage", {})),
+                    cost=0.0, latency_s=0.0, cached=True, attempts=1,
                 )
                 self.stats.record(response)
                 return response

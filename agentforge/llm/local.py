@@ -8,12 +8,15 @@ One ``Llama`` per (file, threads, context, batch) is loaded per process and shar
 thread-safe, so each model has a lock, and async callers generate in a worker thread so the event loop
 stays free.
 
-Threads: llama.cpp parallelises with OpenMP, whose threads spin while waiting for each other. With two
-threads on two cores, any other busy process makes them spin against it and generation collapses ~50x.
-So the default is one thread (``local.n_threads``), prompt processing uses the same count, and unless the
-user chose otherwise ``OMP_WAIT_POLICY=PASSIVE`` is set before llama_cpp is first imported (libgomp reads
-it once, at load), which keeps a raised thread count from collapsing. benchmarks/bench_local_model.py
-measures all of this.
+Threads (measured on 2 cores by benchmarks/bench_local_model.py): llama.cpp's OpenMP threads spin while
+waiting for each other, so with two threads any other busy process on the second core halves their speed
+or worse (down to ~1 token/s). One thread holds ~30 tokens/s generation and ~128 tokens/s prompt
+processing with or without a competitor, so ``local.n_threads`` defaults to 1 and prompt processing uses
+the same count (llama-cpp-python would take every core). Unless the user chose a policy,
+``OMP_WAIT_POLICY=PASSIVE`` is set before llama_cpp is first imported (libgomp reads it once, at load):
+it changes nothing for one thread, and keeps a raised thread count at one-thread speed under load instead
+of collapsing. On a dedicated machine, ``OMP_WAIT_POLICY=ACTIVE`` with ``n_threads=2`` is fastest
+(~240 prompt, ~43 generation tokens/s).
 
 Errors raised here are agentforge errors. litellm wraps whatever a custom handler raises (usually into
 ``litellm.APIConnectionError``) and keeps ours only on the exception chain: ``find_agentforge_error``
@@ -23,6 +26,7 @@ digs it out.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import sys
@@ -306,6 +310,8 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
         raise ModelNotFound(f"llama.cpp could not load {path}: {exc}", model=LOCAL_MODEL,
                             path=str(path)) from exc
     seconds = time.perf_counter() - started
+    # Free it before interpreter teardown: llama.cpp's __del__ fails noisily once modules are gone.
+    atexit.register(unload_local_models)
     log.info("local.model_loaded", path=str(path), seconds=round(seconds, 3), n_threads=local.n_threads,
              n_ctx=local.n_ctx, omp_wait_policy=os.environ.get(_WAIT_POLICY_ENV))
     return LocalModel(llama=llama, path=path, settings=local, load_seconds=seconds)

@@ -100,6 +100,7 @@ def _write_stamp(target: Path, stamp: _Stamp) -> None:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
         # A read-only folder only costs a re-hash next time; it must not stop the model from loading.

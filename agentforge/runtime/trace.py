@@ -25,7 +25,7 @@ class LLMCall(BaseModel):
 
     @classmethod
     def of(cls, request: LLMRequest, response: LLMResponse) -> LLMCall:
-        return cls(
+        return cls.model_construct(
             model=response.model,
             messages=[{"role": m.role, "content": m.content} for m in request.messages],
             texts=list(response.texts),

@@ -275,7 +275,8 @@ class WorkflowSpec(_Model):
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> WorkflowSpec:
         copy = super().model_copy(update=update, deep=deep)
-        copy.__dict__.pop("hash", None)  # a changed copy must not inherit the cached identity
+        for cached in _CACHED:  # a changed copy must not inherit cached identity or parsed fields
+            copy.__dict__.pop(cached, None)
         return copy
 
     def evolve(self, change: Change, **updates: Any) -> WorkflowSpec:
@@ -302,13 +303,20 @@ class WorkflowSpec(_Model):
         return (self.entry,) if isinstance(self.entry, str) else self.entry
 
     def input_fields(self) -> dict[str, InputField]:
-        out: dict[str, InputField] = {}
-        for name, value in self.inputs.items():
-            out[name] = value if isinstance(value, InputField) else InputField(type=value)
-        return out
+        return self._parsed_inputs
 
     def input_types(self) -> dict[str, FieldType]:
-        return {k: parse_type(v.type) for k, v in self.input_fields().items()}
+        return self._parsed_input_types
+
+    # Parsed once per (frozen) spec: runs read them on every call.
+    @cached_property
+    def _parsed_inputs(self) -> dict[str, InputField]:
+        return {name: value if isinstance(value, InputField) else InputField(type=value)
+                for name, value in self.inputs.items()}
+
+    @cached_property
+    def _parsed_input_types(self) -> dict[str, FieldType]:
+        return {k: parse_type(v.type) for k, v in self._parsed_inputs.items()}
 
     def output_types(self) -> dict[str, FieldType]:
         return {k: parse_type(v) for k, v in self.outputs.items()}
@@ -322,3 +330,6 @@ class WorkflowSpec(_Model):
     @property
     def source_file(self) -> str | None:
         return getattr(self._source, "file", None)
+
+
+_CACHED = ("hash", "_parsed_inputs", "_parsed_input_types")
