@@ -18,6 +18,7 @@ from rich.table import Table
 from agentforge.errors import (
     AgentforgeError,
     ConfigError,
+    EnvError,
     InputError,
     ModelNotFound,
     RunNotFound,
@@ -300,7 +301,10 @@ def eval_command(
 
             resolve_model(model, get_settings().aliases())
         wf = Workflow.from_yaml(workflow)
-        environment = load_env(env)
+        try:
+            environment = load_env(env)
+        except EnvError as exc:  # the environment cannot be built: bad input, not a failed run
+            raise _fail(str(exc), BAD_INPUT) from None
         environment.ref = env  # type: ignore[attr-defined]  # lets Ray workers rebuild it
         runner = RayExecutor(address=ray_address) if executor == "ray" else AsyncioExecutor()
         with _EvalProgress(enabled=not as_json) as progress:

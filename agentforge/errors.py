@@ -82,7 +82,7 @@ class SpecError(AgentforgeError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         lines = [p.render() for p in self.problems]
-        head = f"{len(lines)} problem(s) in workflow" if len(lines) != 1 else "1 problem in workflow"
+        head = f"{len(lines)} problems found" if len(lines) != 1 else "1 problem found"
         super().__init__(head + ":\n  " + "\n  ".join(lines))
 
 

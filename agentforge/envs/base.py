@@ -11,6 +11,7 @@ What the agent may see is the :class:`Observation` (and the environment's instru
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -191,7 +192,8 @@ def assign_splits(
     if all(isinstance(v, float) for v in values) or any(isinstance(v, float) and v < 1 for v in values):
         if sum(values) > 1.0 + 1e-9:
             raise EnvError(f"split fractions sum to {sum(values):.3f} > 1")
-        counts = {name: round(float(frac) * total) for name, frac in splits.items()}
+        # Floor each share so the sizes never exceed the tasks; rounding leftovers go to train below.
+        counts = {name: math.floor(float(frac) * total + 1e-9) for name, frac in splits.items()}
     else:
         counts = {name: int(n) for name, n in splits.items()}
     if sum(counts.values()) > total:

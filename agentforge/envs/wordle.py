@@ -76,7 +76,8 @@ wrote yacht yeast yield young youth zebra
 WORDS: tuple[str, ...] = tuple(sorted(set(_WORD_TEXT.split())))
 _WORD_SET = frozenset(WORDS)
 
-_ACTION = re.compile(r"^(?:action\s*:\s*)?(?:guess\s*:?\s*)?[\"'`]?([A-Za-z]+)[\"'`]?[.!]?$", re.IGNORECASE)
+_ACTION = re.compile(r"^(?:action\s*:\s*)?(?:guess\s*:?\s*)?[\"'`]?([A-Za-z]+|(?:[A-Za-z] ){4}[A-Za-z])[\"'`]?[.!]?$",
+                     re.IGNORECASE)
 
 _INSTRUCTION = (
     "You are playing Wordle. Find the secret 5-letter English word in at most 6 guesses. "
@@ -104,9 +105,12 @@ def feedback(guess: str, secret: str) -> str:
 
 
 def parse_guess(action: str) -> str | None:
-    """The guessed word (lower case) in ``action``, or None if it is not a single-word guess."""
+    """The guessed word (lower case) in ``action``, or None if it is not a single-word guess.
+
+    LMRL-Gym's spelling, five letters separated by spaces (``c r a n e``), is accepted too.
+    """
     match = _ACTION.match(action.strip())
-    return match.group(1).lower() if match else None
+    return match.group(1).replace(" ", "").lower() if match else None
 
 
 def _describe(guess: str, marks: str) -> str:
@@ -122,7 +126,8 @@ class WordleSession(LocalSession):
         self.guesses: list[tuple[str, str]] = []
         return self._observation(
             f"Guess the secret {LENGTH}-letter word. You have {GUESSES} guesses. "
-            "Reply with a 5-letter word, e.g. `guess crane`."
+            "Reply with a 5-letter word, e.g. `guess crane`. Marks per letter: G = right letter, right spot; "
+            "Y = in the word, wrong spot; - = not in the word."
         )
 
     def _observation(self, text: str) -> Observation:
@@ -148,7 +153,8 @@ class WordleSession(LocalSession):
             return StepResult(observation=self._observation(f"{line}\nOut of guesses. The word was "
                                                             f"{self.secret.upper()}."),
                               reward=0.0, done=True, info={"solved": False, "guesses": n, "partial": partial})
-        return StepResult(observation=self._observation(f"{line}\n{GUESSES - n} guesses left."),
+        board = "; ".join(f"{g.upper()} {m}" for g, m in self.guesses)
+        return StepResult(observation=self._observation(f"{line}\nBoard so far: {board}. {GUESSES - n} guesses left."),
                           reward=0.0, done=False)
 
     @staticmethod
@@ -156,7 +162,8 @@ class WordleSession(LocalSession):
         if word is None:
             return "a guess is a single word of letters."
         if len(word) != LENGTH:
-            return f"'{word}' has {len(word)} letters, not {LENGTH}."
+            shown = word if len(word) <= 20 else word[:17] + "..."
+            return f"'{shown}' has {len(word)} letters, not {LENGTH}."
         if word not in _WORD_SET:
             return f"'{word}' is not in the game's word list."
         return None

@@ -66,8 +66,9 @@ def format_history(history: list[tuple[str, str]], limit: int = 12) -> str:
 
 
 def bind_inputs(spec: WorkflowSpec, env: Environment, obs: Observation,
-                history: list[tuple[str, str]]) -> dict[str, Any]:
+                history: list[tuple[str, str]], task: Task | None = None) -> dict[str, Any]:
     available: dict[str, Any] = {
+        **(task.inputs if task is not None else {}),
         "goal": env.instruction,
         "instruction": env.instruction,
         "observation": obs.text,
@@ -113,7 +114,7 @@ async def run_episode(workflow: Workflow, env: Environment, task: Task, *, model
         obs = await session.areset(task.id)
         history: list[tuple[str, str]] = []
         for _ in range(limit):
-            inputs = bind_inputs(spec, env, obs, history)
+            inputs = bind_inputs(spec, env, obs, history, task)
             try:
                 run = await workflow.arun(inputs, model=model, save=False, checkpoint=False)
             except AgentforgeError as exc:

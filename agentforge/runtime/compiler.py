@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
-from agentforge.errors import AgentforgeError, InputError, NodeError, OutputError
+from agentforge.errors import AgentforgeError, InputError, NodeError, OutputError, Problem, SpecError
 from agentforge.runtime.context import RunContext, current_run
 from agentforge.runtime.nodes import agent, code, ensemble, router, subworkflow, tool
 from agentforge.runtime.nodes.router import ROUTE_KEY, VISITS_KEY
@@ -61,17 +61,37 @@ def state_schema(spec: WorkflowSpec) -> type:
 
 
 def _gather_inputs(node: Any, state: dict[str, Any], spec: WorkflowSpec) -> dict[str, Any]:
+    """The node's inputs from the state. A field is there once written (a written ``None`` counts);
+    state defaults are written when the run starts, so only a declared field without one can be unset."""
     values: dict[str, Any] = {}
     for name in node.input_names():
-        value = state.get(name)
-        if value is None:
-            default = spec.state[name].default if name in spec.state else None
-            if default is None and name not in spec.state:
-                raise InputError(f"node '{node.id}' input '{name}' has no value: the node that produces it "
-                                 "did not run on this path", node=node.id)
-            value = default
-        values[name] = value
+        if name in state:
+            values[name] = state[name]
+        elif name in spec.state:
+            values[name] = None  # declared with no default and not written yet
+        else:
+            raise InputError(f"node '{node.id}' input '{name}' has no value: the node that produces it "
+                             "did not run on this path", node=node.id)
     return values
+
+
+def state_defaults(spec: WorkflowSpec) -> dict[str, Any]:
+    """The initial value of every ``state:`` field with a default, coerced to the field's type.
+
+    They seed the run's first state like inputs do, so every reducer starts from them: ``append`` and
+    ``merge`` extend the default, ``sum`` adds to it, ``replace`` overwrites it.
+    """
+    out: dict[str, Any] = {}
+    for name, field in spec.state.items():
+        if field.default is None:
+            continue
+        try:
+            out[name] = coerce(field.default, parse_type(field.type))
+        except ValueError as exc:
+            raise SpecError([Problem(f"state field '{name}' has a default that is not {field.type}: {exc}",
+                                     file=spec.source_file, field=f"state.{name}.default",
+                                     code="bad_default")]) from None
+    return out
 
 
 def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
@@ -157,6 +177,7 @@ class CompiledWorkflow:
             elif node.id not in has_out:
                 builder.add_edge(node.id, LG_END)
         self.builder = builder
+        self.state_defaults = state_defaults(spec)
         bounds = sum((n.max_iterations or 0) for n in spec.nodes if isinstance(n, RouterNode))
         # LangGraph counts supersteps; every loop pass may touch every node once.
         self.recursion_limit = max(25, len(spec.nodes) * (bounds + 2) + 10)
@@ -170,10 +191,17 @@ class CompiledWorkflow:
         # Compiling inspects every node function (ms per node); a copy with a checkpointer is ~free.
         return self._plain.copy(update={"checkpointer": checkpointer})
 
+    def initial_state(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The graph's first state: the state defaults, then the run's inputs (an input wins)."""
+        return {**self.state_defaults, **inputs}
+
     def output_values(self, state: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, type_expr in self.spec.outputs.items():
-            if state.get(name) is None:
+            if name not in state:  # written means produced, even if the value written is None
                 raise OutputError(f"workflow output '{name}' was not produced on the path this run took")
-            out[name] = coerce(state[name], parse_type(type_expr))
+            try:
+                out[name] = coerce(state[name], parse_type(type_expr))
+            except ValueError as exc:
+                raise OutputError(f"workflow output '{name}': {exc}") from None
         return out

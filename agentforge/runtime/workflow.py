@@ -17,10 +17,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentforge.config import Settings, get_settings
-from agentforge.errors import AgentforgeError, BudgetExceeded, InputError, NodeError, RunNotFound
+from agentforge.errors import AgentforgeError, BudgetExceeded, ConfigError, InputError, NodeError, RunNotFound
 from agentforge.llm.gateway import Gateway, shared_gateway
 from agentforge.logs import get_logger
 from agentforge.runtime.compiler import CompiledWorkflow
@@ -28,8 +28,11 @@ from agentforge.runtime.context import RunContext, current_run
 from agentforge.runtime.trace import NodeTrace, Trace
 from agentforge.workflow.loader import SourceMap, load_spec, spec_from_data
 from agentforge.workflow.spec import WorkflowSpec
-from agentforge.workflow.types import coerce
+from agentforge.workflow.types import coerce, zero_value
 from agentforge.workflow.validate import check
+
+if TYPE_CHECKING:
+    from agentforge.tools import ToolRegistry
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -80,7 +83,7 @@ class Workflow:
         self.settings = settings or (gateway.settings if gateway else get_settings())
         self.gateway = gateway or shared_gateway(self.settings)
         registry = tools or default_registry()
-        self.tools = registry.with_refs(spec.tools) if spec.tools else registry
+        self.tools = _with_refs(registry, spec.tools) if spec.tools else registry
         if validate:
             check(spec, settings=self.settings, tool_names=self.tools.names())
         self._compiled: CompiledWorkflow | None = None
@@ -119,6 +122,12 @@ class Workflow:
                     out[name] = field.default
                 elif field.required:
                     problems.append(f"missing input '{name}' ({ftype})")
+                else:  # optional with no default: the type's zero value ("", 0, [], ...; None for any)
+                    try:
+                        out[name] = zero_value(ftype)
+                    except ValueError as exc:
+                        problems.append(f"optional input '{name}' has no default and {ftype} has no zero value: "
+                                        f"{exc}")
                 continue
             try:
                 out[name] = coerce(inputs[name], ftype)
@@ -196,7 +205,9 @@ class Workflow:
             async with AsyncExitStack() as stack:
                 saver = await stack.enter_async_context(self._checkpointer()) if checkpoint else None
                 graph = self.compiled.graph(saver)
-                state = await graph.ainvoke(values, config)
+                # ``None`` resumes from the checkpoint; a new run starts from the inputs and state defaults.
+                start = None if values is None else self.compiled.initial_state(values)
+                state = await graph.ainvoke(start, config)
             outputs = self.compiled.output_values(state)
         except AgentforgeError as exc:
             error = exc
@@ -300,12 +311,30 @@ class Workflow:
         token = current_run.set(ctx)
         try:
             state = await self.compiled.graph().ainvoke(
-                inputs, {"recursion_limit": self.compiled.recursion_limit,
+                self.compiled.initial_state(inputs), {"recursion_limit": self.compiled.recursion_limit,
                          "max_concurrency": self.spec.defaults.concurrency})
         finally:
             current_run.reset(token)
             record.children.extend(trace.nodes)
         return self.compiled.output_values(state)
+
+
+def _with_refs(registry: ToolRegistry, refs: dict[str, str]) -> ToolRegistry:
+    """``registry`` plus the spec's custom tools. A name already registered is fine if it is the same
+    function (a subworkflow declaring a tool its parent declares too); another function is a clash."""
+    from agentforge.tools import ToolRegistry
+
+    new = {name: ref for name, ref in refs.items() if name not in registry}
+    for name in refs.keys() - new.keys():
+        fn = registry.get(name).fn
+        if f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}" == refs[name].strip():
+            continue  # the very function the reference names: no need to import it again
+        loaded = ToolRegistry().with_refs({name: refs[name]}).get(name)
+        if loaded.fn is not fn:
+            raise ConfigError(f"custom tool '{name}' ({refs[name]}) clashes with another tool named '{name}' "
+                              "(a built-in, the parent workflow's, or one passed in): rename one of them",
+                              ref=refs[name])
+    return registry.with_refs(new) if new else registry
 
 
 def _map_graph_error(exc: Exception) -> AgentforgeError:

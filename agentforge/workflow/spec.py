@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from agentforge.workflow.types import TYPE_NAMES, FieldType, parse_type
+from agentforge.workflow.types import ANY, FieldType, is_type_name, parse_type
 
 START = "START"
 END = "END"
@@ -187,6 +187,16 @@ class SubworkflowNode(_NodeBase):
     kind: Literal["subworkflow"] = "subworkflow"  # type: ignore[assignment]
     workflow: str = Field(description="Path to the child YAML, relative to this file.")
 
+    def output_types(self) -> dict[str, FieldType]:
+        """Declared types; an output listed by name alone takes the child workflow's type for it.
+
+        The child's outputs arrive already coerced to the child's types, so ``any`` here means "as
+        the child gives it"; validation reads the child file to type these outputs statically.
+        """
+        if isinstance(self.outputs, dict):
+            return {k: parse_type(v) for k, v in self.outputs.items()}
+        return dict.fromkeys(self.outputs, ANY)
+
 
 Node = Annotated[
     AgentNode | ToolNode | RouterNode | EnsembleNode | CodeNode | SubworkflowNode,
@@ -246,7 +256,7 @@ class WorkflowSpec(_Model):
         for name, item in value.items():
             if isinstance(item, dict) and (
                 "default" in item or "required" in item
-                or (isinstance(item.get("type"), str) and item["type"] in TYPE_NAMES)
+                or (isinstance(item.get("type"), str) and is_type_name(item["type"]))
                 or isinstance(item.get("type"), dict)
             ):
                 out[name] = InputField.model_validate(item)
@@ -264,13 +274,21 @@ class WorkflowSpec(_Model):
 
     # -- identity and lineage ------------------------------------------------------------------
     def content(self) -> dict[str, Any]:
-        """The canonical content: everything but lineage, as plain JSON data."""
+        """The canonical content: everything but lineage, as plain JSON data.
+
+        Model fields come out in their declared order whatever the YAML's key order; mappings the
+        workflow writes (outputs, inputs, args, schemas, ...) keep the order they were written in.
+        """
         return self.model_dump(mode="json", by_alias=True, exclude={"parent", "change"}, exclude_none=True)
 
     @cached_property
     def hash(self) -> str:
-        """The content hash: the spec's identity (computed once; the spec is frozen)."""
-        text = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        """The content hash: the spec's identity (computed once; the spec is frozen).
+
+        Keys are not sorted: the order of a node's outputs is behaviour (``n`` samples and ensembles
+        vote on the first one, and the model is asked for them in order), so it is identity too.
+        """
+        text = json.dumps(self.content(), separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> WorkflowSpec:

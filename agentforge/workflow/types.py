@@ -7,6 +7,7 @@ schema, which is what structured LLM output is constrained with.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ _SCALARS: dict[str, dict[str, Any]] = {
     "any": {},
 }
 _LIST_RE = re.compile(r"^list\[(\w+)\]$")
-TYPE_NAMES = (*_SCALARS, "list[str]", "list[int]", "list[float]", "list[bool]", "list[dict]")
+# Every type name parse_type accepts (inline JSON schemas aside): the scalars and list[T] of each.
+TYPE_NAMES = (*_SCALARS, *(f"list[{item}]" for item in _SCALARS))
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,6 @@ def _parse(expr: Any) -> FieldType:
     raise ValueError(f"unknown type '{name}'{hint}")
 
 
-_SCHEMA_OF_BASE = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
-                   "dict": "object"}
 _BASE_OF_SCHEMA = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
 ANY = parse_type("any")
 STR = parse_type("str")
@@ -111,19 +111,52 @@ def is_assignable(source: FieldType, target: FieldType) -> bool:
         return True
     if source.base == "list" and target.name == "list":
         return True
-    if target.name == "list" and source.base == "object" and source.schema.get("type") == "array":
-        return True
-    if source.base == "object" and target.base in _SCHEMA_OF_BASE:
-        # An inline schema narrows a plain type, e.g. a string enum flows into a str port.
-        return source.schema.get("type") == _SCHEMA_OF_BASE[target.base]
-    if target.base == "object":
-        # A JSON-schema port accepts anything whose outer JSON type matches.
+    if source.base == "object" or target.base == "object":
+        # An inline schema on either side: the outer JSON types must match, and a schema without
+        # a type matches anything (e.g. a string enum flows into str, any object schema into dict).
         want = target.schema.get("type")
         got = source.schema.get("type")
         return want is None or got is None or want == got
-    if source.base == "object" and target.name == "dict":
-        return source.schema.get("type") in (None, "object")
     return False
+
+
+def is_type_name(name: str) -> bool:
+    """Whether ``name`` is a type name (as opposed to a JSON-schema type word such as ``string``)."""
+    try:
+        _parse_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def zero_value(ftype: FieldType) -> Any:
+    """The simplest value of ``ftype``: "" 0 0.0 false [] {}, None for ``any``; raise ``ValueError`` if none fits.
+
+    An inline schema gets the zero of its JSON type, with every required property filled in. An enum
+    has a zero value only if it lists that zero (an arbitrary member would read as a real answer).
+    """
+    if ftype.base != "object":
+        return copy.deepcopy(_ZERO_OF_BASE[ftype.base])
+    value = _schema_zero(ftype.schema, "$")
+    _check_schema(value, ftype.schema, path="$")
+    return value
+
+
+_ZERO_OF_BASE: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list": [], "dict": {},
+                                 "any": None}
+_ZERO_OF_SCHEMA: dict[str, Any] = {"string": "", "integer": 0, "number": 0.0, "boolean": False, "array": [],
+                                   "object": {}}
+
+
+def _schema_zero(schema: dict[str, Any], path: str) -> Any:
+    kind = schema.get("type")
+    value = copy.deepcopy(_ZERO_OF_SCHEMA.get(kind)) if isinstance(kind, str) else None
+    if kind == "object":
+        properties = schema.get("properties", {})
+        value = {key: _schema_zero(properties.get(key, {}), f"{path}.{key}") for key in schema.get("required", [])}
+    if "enum" in schema and value not in schema["enum"]:
+        raise ValueError(f"{path}: no zero value fits the enum {schema['enum']}")
+    return value
 
 
 def coerce(value: Any, ftype: FieldType) -> Any:
@@ -134,6 +167,8 @@ def coerce(value: Any, ftype: FieldType) -> Any:
     if base == "str":
         if isinstance(value, str):
             return value
+        if value is None:  # "None" would read as text that was written; null is no string
+            raise ValueError("expected a str, got null")
         if isinstance(value, dict | list):
             return json.dumps(value)
         return str(value)

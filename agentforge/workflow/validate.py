@@ -1,9 +1,10 @@
 """Static checks that run before anything executes. Every problem is collected, none stops the rest.
 
 Checks: duplicate ids, unknown edge targets, unknown tools and model aliases, unbound prompt
-variables, inputs nobody produces (or that only a later node produces), port type mismatches,
-unreachable nodes, nodes with no path to an exit, loops without a ``max_iterations`` bound, and
-the same for every subworkflow file.
+variables, fields a node kind would ignore, inputs nobody produces (or that only a later node
+produces), port type mismatches, unreachable nodes, nodes with no path to an exit, cycles that pass
+through no router with ``max_iterations``, and the same for every subworkflow file (plus how the
+parent binds it: required child inputs, output types, custom tool references).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import networkx as nx
 from agentforge.config import Settings, get_settings
 from agentforge.errors import Problem, SpecError
 from agentforge.expr import ExpressionError, names_used
-from agentforge.workflow.prompt import template_variables
+from agentforge.workflow.prompt import TemplateError, template_variables
 from agentforge.workflow.spec import (
     END,
     START,
@@ -30,7 +31,7 @@ from agentforge.workflow.spec import (
     ToolNode,
     WorkflowSpec,
 )
-from agentforge.workflow.types import FieldType, is_assignable, parse_type
+from agentforge.workflow.types import FieldType, coerce, is_assignable, parse_type, zero_value
 
 
 def _suggest(name: str, options: Iterable[str]) -> str | None:
@@ -39,11 +40,14 @@ def _suggest(name: str, options: Iterable[str]) -> str | None:
 
 
 class _Checker:
-    def __init__(self, spec: WorkflowSpec, settings: Settings, tool_names: set[str], depth: int) -> None:
+    def __init__(self, spec: WorkflowSpec, settings: Settings, tool_names: set[str], depth: int,
+                 inherited_refs: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.settings = settings
         self.tool_names = tool_names | set(spec.tools)
         self.depth = depth
+        # Custom tools of this file and its ancestors: a child runs with its parent's tool registry.
+        self.tool_refs = {**(inherited_refs or {}), **spec.tools}
         self.source = spec._source
         self.file = spec.source_file
         self.problems: list[Problem] = []
@@ -87,11 +91,25 @@ class _Checker:
         spec = self.spec
         raw_inputs = {k: v.type for k, v in spec.input_fields().items()}
         self.wf_inputs = self.parse_types(raw_inputs, node=None, path=("inputs",), field="inputs")
+        for name, input_field in spec.input_fields().items():
+            if not input_field.required and input_field.default is None and name in self.wf_inputs:
+                self.check_zero(self.wf_inputs[name], node=None, path=("inputs", name), field=f"inputs.{name}",
+                                what=f"optional input '{name}'",
+                                hint="give the input a 'default', or make it required")
         self.wf_outputs = self.parse_types(dict(spec.outputs), node=None, path=("outputs",), field="outputs")
         self.node_out: dict[str, dict[str, FieldType]] = {}
         for node in spec.nodes:
             raw = dict(node.outputs) if isinstance(node.outputs, dict) else dict.fromkeys(node.outputs, "str")
             self.node_out[node.id] = self.parse_types(raw, node=node.id, path=("outputs",), field="outputs")
+
+    def check_zero(self, ftype: FieldType, *, node: str | None, path: tuple[str | int, ...], field: str,
+                   what: str, hint: str) -> None:
+        """Report a type that has no zero value where one is needed (an enum that lists no zero)."""
+        try:
+            zero_value(ftype)
+        except ValueError as exc:
+            self.add(f"{what} needs a zero value, but {ftype} has none ({exc})", node=node, path=path, field=field,
+                     hint=hint, code="no_zero_value", line=None if node else self.line(None, *path))
 
     def run(self) -> list[Problem]:
         self.check_types()
@@ -101,6 +119,7 @@ class _Checker:
         self.check_tools()
         self.check_subworkflows()
         self.check_prompts()
+        self.check_kinds()
         self.check_dataflow(graph)
         self.check_structure(graph)
         return self.problems
@@ -232,9 +251,16 @@ class _Checker:
                 self.problems.extend(exc.problems)
                 continue
             child_problems = _Checker(child, self.settings, self.tool_names - set(self.spec.tools),
-                                      self.depth + 1).run()
+                                      self.depth + 1, self.tool_refs).run()
             self.problems.extend(child_problems)
             self.child_specs[node.id] = child
+            for name, ref in child.tools.items():
+                mine = self.tool_refs.get(name)
+                if mine is not None and mine.strip() != ref.strip():
+                    self.add(f"custom tool '{name}' is '{ref}' in '{node.workflow}' but '{mine}' here", node=node.id,
+                             path=("workflow",), field="workflow", code="tool_clash",
+                             hint="a child runs with its parent's tools: use the same reference in both files, "
+                                  "or give one of the tools another name")
 
     def check_prompts(self) -> None:
         for node in self.spec.nodes:
@@ -246,6 +272,8 @@ class _Checker:
                 templates.append((node.llm.prompt, ("llm", "prompt"), "llm.prompt"))
             if isinstance(node, EnsembleNode) and node.member.prompt is not None:
                 templates.append((node.member.prompt, ("member", "prompt"), "member.prompt"))
+            if isinstance(node, EnsembleNode) and node.judge is not None and node.judge.prompt is not None:
+                templates.append((node.judge.prompt, ("judge", "prompt"), "judge.prompt"))
             if isinstance(node, ToolNode):
                 for key, value in node.args.items():
                     if isinstance(value, str):
@@ -253,8 +281,8 @@ class _Checker:
             for text, path, field in templates:
                 try:
                     variables = template_variables(text)
-                except ValueError as exc:
-                    self.add(str(exc), node=node.id, path=path, field=field, code="bad_template")
+                except TemplateError as exc:
+                    self.add(str(exc), node=node.id, path=path, field=field, hint=exc.hint, code="bad_template")
                     continue
                 for var in variables:
                     if var not in inputs:
@@ -317,6 +345,45 @@ class _Checker:
                 self.add("an LLM router's routes each need a 'label' to choose from", node=node.id,
                          field="routes", code="route_label")
 
+    def unused(self, node: str, key: str, message: str, hint: str) -> None:
+        self.add(message, node=node, path=tuple(key.split(".")), field=key, hint=hint, code="unused_field")
+
+    def check_kinds(self) -> None:
+        """Fields a node kind cannot honour: reported, never silently ignored."""
+        for node in self.spec.nodes:
+            if isinstance(node, RouterNode):
+                if node.outputs:
+                    self.add("a router writes no outputs; it only picks the next node", node=node.id,
+                             path=("outputs",), field="outputs", code="router_outputs",
+                             hint="remove 'outputs' (the route taken is in the trace); to keep a value, "
+                                  "let a node on the chosen route write it")
+                if node.on_limit is not None and node.max_iterations is None:
+                    self.unused(node.id, "on_limit", "'on_limit' is never used without 'max_iterations'",
+                                "add 'max_iterations: N', or remove 'on_limit'")
+            elif isinstance(node, ToolNode) and len(node.outputs) > 1:
+                self.add(f"a tool node has one output (the tool's result), not {len(node.outputs)}", node=node.id,
+                         path=("outputs",), field="outputs", code="tool_outputs",
+                         hint="keep one output; to split the result into several values, add a code node after it")
+            elif isinstance(node, AgentNode) and node.tools:
+                if node.n > 1:
+                    self.unused(node.id, "n", "'n' is not used by an agent with tools (a ReAct loop is one "
+                                "sample per step)", "remove 'n', or 'tools'")
+                if node.demos:
+                    self.unused(node.id, "demos", "'demos' are not used by an agent with tools",
+                                "remove 'demos', or 'tools'")
+            elif isinstance(node, EnsembleNode):
+                if node.strategy == "vote" and node.judge is not None:
+                    self.unused(node.id, "judge", "'judge' is only used with 'strategy: select'",
+                                "set 'strategy: select', or remove 'judge'")
+                if node.strategy == "select" and node.vote_on is not None:
+                    self.unused(node.id, "vote_on", "'vote_on' is only used with 'strategy: vote'",
+                                "set 'strategy: vote', or remove 'vote_on'")
+            elif isinstance(node, CodeNode) and node.on_error == "continue":
+                for name, ftype in self.node_out[node.id].items():
+                    self.check_zero(ftype, node=node.id, path=("outputs", name), field=f"outputs.{name}",
+                                    what=f"output '{name}' (on_error: continue)",
+                                    hint="add the zero value to the enum, or use on_error: fail")
+
     def check_dataflow(self, graph: nx.DiGraph) -> None:
         spec = self.spec
         producers: dict[str, list[tuple[str, FieldType]]] = {}
@@ -329,6 +396,19 @@ class _Checker:
             except ValueError as exc:
                 self.add(str(exc), path=("state", name, "type"), field=f"state.{name}", code="bad_type",
                          line=self.line(None, "state", name))
+                continue
+            if field.default is None:
+                continue
+            try:
+                coerce(field.default, declared_state[name])
+            except ValueError as exc:
+                self.add(f"state field '{name}' has a default that is not {declared_state[name]}: {exc}",
+                         path=("state", name, "default"), field=f"state.{name}.default", code="bad_default",
+                         hint=f"give a default of type {declared_state[name]}, or change the type",
+                         line=self.line(None, "state", name, "default"))
+                continue
+            # The default seeds the state when the run starts, so it is there before any node runs.
+            producers.setdefault(name, []).append((START, declared_state[name]))
         node_outputs: dict[str, dict[str, FieldType]] = {}
         for node in spec.nodes:
             outputs = self.node_output_types(node)
@@ -372,7 +452,7 @@ class _Checker:
                     self.add(f"input '{name}' is produced only by {names}, which never runs before this node",
                              node=node.id, path=("inputs",), field="inputs", code="input_order",
                              hint=f"add an edge so {names} runs before '{node.id}', or declare '{name}' under "
-                                  "'state:' with a default")
+                                  "'state:' with a default (the value it has until a node writes it)")
                     continue
                 want = declared.get(name)
                 if want is None and isinstance(node, SubworkflowNode) and node.id in self.child_specs:
@@ -392,6 +472,15 @@ class _Checker:
                          field=f"outputs.{name}", hint=_suggest(name, producers), code="unproduced_output",
                          line=self.line(None, "outputs", name))
                 continue
+            if name in declared_state:
+                # The output is read from the state field, whose reducer may combine the writes (an
+                # ``append`` list of single items): its declared type is what the output gets.
+                if not is_assignable(declared_state[name], ftype):
+                    self.add(f"workflow output '{name}' is {ftype} but state field '{name}' is "
+                             f"{declared_state[name]}", path=("outputs", name), field=f"outputs.{name}",
+                             code="type_mismatch", line=self.line(None, "outputs", name),
+                             hint=f"make the workflow output {declared_state[name]}, or change the state type")
+                continue
             for producer, got in sources:
                 if producer != START and not is_assignable(got, ftype):
                     self.add(f"workflow output '{name}' is {ftype} but node '{producer}' produces {got}",
@@ -400,22 +489,37 @@ class _Checker:
                              line=self.line(None, "outputs", name))
 
     def node_output_types(self, node: Any) -> dict[str, FieldType]:
-        if isinstance(node, SubworkflowNode) and node.id in self.child_specs:
-            child_outputs = self.child_specs[node.id].output_types()
-            out: dict[str, FieldType] = {}
-            for name in node.outputs:
-                if name not in child_outputs:
-                    self.add(f"subworkflow has no output '{name}'", node=node.id, path=("outputs",),
-                             field="outputs", hint=_suggest(name, child_outputs), code="unknown_field")
-                    continue
-                out[name] = child_outputs[name]
-            for name in node.input_names():
-                if name not in self.child_specs[node.id].inputs:
-                    self.add(f"subworkflow has no input '{name}'", node=node.id, path=("inputs",),
-                             field="inputs", hint=_suggest(name, self.child_specs[node.id].inputs),
-                             code="unknown_field")
-            return out
-        return self.node_out[node.id]
+        if not (isinstance(node, SubworkflowNode) and node.id in self.child_specs):
+            return self.node_out[node.id]
+        child = self.child_specs[node.id]
+        child_outputs = child.output_types()
+        declared = self.node_out[node.id] if isinstance(node.outputs, dict) else {}
+        out: dict[str, FieldType] = {}
+        for name in node.outputs:
+            if name not in child_outputs:
+                self.add(f"subworkflow has no output '{name}'", node=node.id, path=("outputs",),
+                         field="outputs", hint=_suggest(name, child_outputs), code="unknown_field")
+                continue
+            got = child_outputs[name]
+            if name not in declared:  # listed by name: typed by the child
+                out[name] = got
+                continue
+            if not is_assignable(got, declared[name]):
+                self.add(f"output '{name}' is declared {declared[name]} but the subworkflow gives {got}",
+                         node=node.id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch",
+                         hint=f"declare it as {got}, or list it by name to take the child's type")
+            out[name] = declared[name]
+        for name in node.input_names():
+            if name not in child.inputs:
+                self.add(f"subworkflow has no input '{name}'", node=node.id, path=("inputs",),
+                         field="inputs", hint=_suggest(name, child.inputs), code="unknown_field")
+        given = set(node.input_names())
+        for name, child_input in child.input_fields().items():
+            if child_input.required and child_input.default is None and name not in given:
+                self.add(f"the subworkflow needs input '{name}', which the node does not pass", node=node.id,
+                         path=("inputs",), field="inputs", code="missing_input",
+                         hint=f"add '{name}' to the node's inputs, or give it a default in '{node.workflow}'")
+        return out
 
     def check_structure(self, graph: nx.DiGraph) -> None:
         reachable = nx.descendants(graph, START)
@@ -429,19 +533,19 @@ class _Checker:
                 self.add(f"node '{node_id}' has no path to an exit", node=node_id, field="id",
                          hint="every loop needs a route out (e.g. a router's default or on_limit to END)",
                          code="no_exit")
-        for component in nx.strongly_connected_components(graph):
-            if len(component) == 1:
-                (only,) = component
-                if not graph.has_edge(only, only):
-                    continue
-            bounded = [n for n in component if n in self.ids and isinstance(self.spec.node(n), RouterNode)
-                       and self.spec.node(n).max_iterations is not None]  # type: ignore[union-attr]
-            if not bounded:
-                cycle = " -> ".join(sorted(component))
-                first = sorted(component)[0]
-                self.add(f"the loop through {cycle} has no bound", node=first, field="max_iterations",
-                         hint="route the loop through a router with 'max_iterations: N'",
-                         code="unbounded_cycle")
+        bounded = {n for n in self.ids if isinstance(node := self.spec.node(n), RouterNode)
+                   and node.max_iterations is not None}
+        # Every cycle must pass through a bounded router: with those routers taken out, what is left
+        # must be acyclic. Each loop that remains is a cycle no bound ever stops.
+        rest = graph.subgraph(n for n in graph if n not in bounded)
+        for component in nx.strongly_connected_components(rest):
+            (first, *others) = component
+            if not others and not rest.has_edge(first, first):
+                continue
+            loop = nx.find_cycle(rest.subgraph(component), source=min(component))
+            path = [src for src, _ in loop] + [loop[0][0]]
+            self.add(f"the loop {' -> '.join(path)} has no bound", node=path[0], field="max_iterations",
+                     hint="route the loop through a router with 'max_iterations: N'", code="unbounded_cycle")
 
 
 def _fits_state(value: FieldType, field: FieldType, reducer: str) -> bool:

@@ -129,7 +129,8 @@ def test_failed_task_scores_zero_and_keeps_its_error_and_trace(scripted: Any) ->
     assert len(failed) == 1 and "model refused" in (failed[0].error or "")
     assert failed[0].score == 0.0
     path, _, task_id = (failed[0].trace_path or "").partition("#")
-    records = {json.loads(line)["task_id"]: json.loads(line) for line in open(path)}
+    with open(path) as fh:
+        records = {json.loads(line)["task_id"]: json.loads(line) for line in fh}
     assert records[task_id]["steps"][0]["status"] == "failed"
     assert len(records) == 6
 
@@ -164,7 +165,7 @@ def test_multi_turn_policy_sees_goal_observation_and_growing_history(scripted: A
     assert by_id["t1"].score == 1.0 and by_id["t1"].steps == 1
     assert by_id["t3"].score == 1.0 and by_id["t3"].actions == ["inc", "inc", "inc"]
     assert by_id["t9"].score == 0.0 and by_id["t9"].steps == 5  # the step limit ends it
-    third_prompt = [c for c in script.calls if "Now: count 2" in c.prompt_text()][0].prompt_text()
+    third_prompt = next(c for c in script.calls if "Now: count 2" in c.prompt_text()).prompt_text()
     assert "Reach the target count." in third_prompt
     assert "1. action: inc\n   result: count 1" in third_prompt
 

@@ -493,7 +493,7 @@ def test_check_raises_one_spec_error_carrying_every_problem(tmp_path: Path) -> N
     with pytest.raises(SpecError) as info:
         check(spec)
     assert len(info.value.problems) == 4
-    assert str(info.value).startswith("4 problem(s) in workflow")
+    assert str(info.value).startswith("4 problems found")
     for p in info.value.problems:
         assert p.render() in str(info.value)
 

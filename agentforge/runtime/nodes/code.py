@@ -9,13 +9,17 @@ from agentforge.errors import NodeError
 from agentforge.runtime.context import RunContext
 from agentforge.runtime.trace import NodeTrace
 from agentforge.workflow.spec import CodeNode
-from agentforge.workflow.types import FieldType, coerce
-
-_ZERO = {"str": "", "int": 0, "float": 0.0, "bool": False, "list": [], "dict": {}, "any": None, "object": None}
+from agentforge.workflow.types import FieldType, coerce, zero_value
 
 
 def parse_stdout(stdout: str, outputs: dict[str, FieldType]) -> dict[str, Any]:
-    """One output takes all of stdout; several take the last line, which must be a JSON object."""
+    """One output takes all of stdout; several take the last line, which must be a JSON object.
+
+    With no outputs the code runs for its effects (files, checks that fail by exiting non-zero)
+    and what it prints is not parsed.
+    """
+    if not outputs:
+        return {}
     if len(outputs) == 1:
         name, ftype = next(iter(outputs.items()))
         text = stdout.strip()
@@ -40,6 +44,8 @@ async def execute(node: CodeNode, values: dict[str, Any], ctx: RunContext, recor
                                workdir=ctx.workspace)
     record.notes.append(f"exit={result.returncode} timed_out={result.timed_out} {result.duration_s:.2f}s")
     outputs = node.output_types()
+    if not outputs and result.stdout.strip():
+        record.notes.append(f"stdout: {result.stdout.strip()[-300:]}")
     problem: str | None = None
     if not result.ok:
         problem = "timed out" if result.timed_out else f"exited with {result.returncode}: {result.stderr[-800:]}"
@@ -50,5 +56,9 @@ async def execute(node: CodeNode, values: dict[str, Any], ctx: RunContext, recor
             problem = f"output not usable: {exc}; stdout was {result.stdout[-300:]!r}"
     if node.on_error == "continue":
         record.error = problem
-        return {name: _ZERO.get(t.base) for name, t in outputs.items()}
+        try:
+            return {name: zero_value(t) for name, t in outputs.items()}
+        except ValueError as exc:  # validation reports such outputs; this guards unvalidated specs
+            raise NodeError(f"code node '{node.id}' {problem}; on_error: continue found no zero value: {exc}",
+                            node=node.id) from None
     raise NodeError(f"code node '{node.id}' {problem}", node=node.id)

@@ -38,7 +38,9 @@ async def execute(node: EnsembleNode, values: dict[str, Any], ctx: RunContext, r
     listing = "\n\n".join(f"Candidate {i + 1}:\n{json.dumps(s, ensure_ascii=False)}" for i, s in enumerate(samples))
     instruction = judge.instruction
     pick = {"best": parse_type({"type": "integer", "enum": list(range(1, node.n + 1))})}
-    judge_prompt = default_prompt(node.input_names()) + "\n\n{__candidates}"
+    # The judge's prompt (a template over the node's inputs, like the member's) comes first, then the candidates.
+    lead = judge.prompt if judge.prompt is not None else default_prompt(node.input_names())
+    judge_prompt = lead.rstrip() + "\n\n{__candidates}"
     judge_messages = gen.build_messages(instruction, judge_prompt, {**values, "__candidates": listing}, pick)
     (choice,) = await gen.generate(ctx, record, gen.resolve_params(judge, ctx), judge_messages, pick)
     record.notes.append(f"judge picked candidate {choice['best']}")

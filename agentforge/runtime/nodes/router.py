@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentforge.errors import OutputError
-from agentforge.expr import evaluate
+from agentforge.errors import NodeError, OutputError
+from agentforge.expr import ExpressionError, evaluate, names_used
 from agentforge.runtime import generation as gen
 from agentforge.runtime.context import RunContext
 from agentforge.runtime.trace import NodeTrace
@@ -26,7 +26,7 @@ async def execute(node: RouterNode, values: dict[str, Any], ctx: RunContext, rec
         return target
     if node.llm is None:
         for route in node.routes:
-            if route.when is not None and evaluate(route.when, values):
+            if route.when is not None and _holds(node, route.when, values):
                 record.notes.append(f"'{route.when}' holds")
                 return route.to
         assert node.default is not None  # validation guarantees it
@@ -47,3 +47,14 @@ async def execute(node: RouterNode, values: dict[str, Any], ctx: RunContext, rec
         return node.default
     record.notes.append(f"LLM chose '{choice['route']}'")
     return node.routes[labels.index(choice["route"])].to
+
+
+def _holds(node: RouterNode, when: str, values: dict[str, Any]) -> bool:
+    """Evaluate a condition; a failure names the router, the condition and the types it saw."""
+    try:
+        return bool(evaluate(when, values))
+    except ExpressionError as exc:
+        seen = ", ".join(f"{name}: {type(values[name]).__name__} {values[name]!r:.60}"
+                         for name in sorted(names_used(when)) if name in values)
+        raise NodeError(f"router '{node.id}' condition {when!r} failed: {exc} (values: {seen or 'none'})",
+                        node=node.id, expression=when, cause=ExpressionError.__name__) from exc
