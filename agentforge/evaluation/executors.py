@@ -20,6 +20,7 @@ from agentforge.logs import get_logger
 log = get_logger(__name__)
 
 RunOne = Callable[[Task], Awaitable[TaskResult]]
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class Executor(Protocol):
@@ -64,6 +65,10 @@ class RayExecutor:
 
     def _ray(self) -> Any:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not self.address:
+            # A local cluster must stay on loopback. Ray turns 127.0.0.1 into the machine's
+            # routable address unless it runs in single-machine mode, which this variable selects.
+            os.environ.setdefault(LOCAL_ONLY_ENV, "0")
         try:
             import ray
         except ImportError as exc:
@@ -72,8 +77,10 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=self.num_workers, include_dashboard=False, log_to_driver=False,
-                         _node_ip_address="127.0.0.1")
+                from ray._private import ray_constants
+
+                ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before we set the variable
+                ray.init(num_cpus=self.num_workers, include_dashboard=False, log_to_driver=False)
         return ray
 
     async def amap(self, job: Any, workflow: Any, env: Environment, tasks: Sequence[Task], *, run_one: RunOne,
