@@ -26,6 +26,8 @@ def run_benchmarks(with_local: bool, quick: bool) -> list[str]:
     jobs: list[tuple[str, list[str]]] = [
         ("bench_engine", ["--quick"] if quick else []),
         ("bench_startup", ["--runs", "3"] if quick else []),
+        ("bench_env_server", []),
+        ("bench_eval_throughput", ["--tasks", "300"] if quick else []),
     ]
     if with_local:
         if (HERE / "bench_local_model.py").is_file():
@@ -211,24 +213,64 @@ def local_model_section(data: dict[str, Any] | None) -> list[str]:
     rows = []
     for r in data.get("results") or []:
         if "error" in r:
-            rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("policy")),
+            rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("omp_wait_policy", r.get("policy"))),
                          f"error: {r['error']}", "", "", "", "", ""])
             continue
-        rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("policy")),
+        rows.append([str(r.get("n_threads")), str(r.get("load")), str(r.get("omp_wait_policy", r.get("policy"))),
                      _num(r.get("load_s"), ".2f"),
                      _num(r.get("prompt_tokens_per_s"), ".1f"), _num(r.get("gen_tokens_per_s"), ".1f"),
                      _num(r.get("short_answer_s"), ".3f"), _num(r.get("peak_rss_mb"), "d"),
-                     _num(r.get("wall_s"), ".1f")])
+                     _num(r.get("other_cpu_frac"), ".2f")])
     lines += _table(["n_threads", "load", "wait policy", "load s", "prompt tok/s", "gen tok/s",
-                     "short answer s", "peak RSS MB", "wall s"], rows)
+                     "short answer s", "peak RSS MB", "other CPU (cores)"], rows)
     return [*lines, ""]
+
+
+def env_server_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Environment server", ""]
+    if not data:
+        return [*lines, "No results yet: run `benchmarks/bench_env_server.py`.", ""]
+    lines += [
+        f"A trivial environment served by `agentforge env serve`'s app on loopback, {data['concurrency']} "
+        f"concurrent sessions, {data['steps']} steps in all. Target: >= {data['target_steps_per_s']:.0f} steps/s.",
+        "",
+    ]
+    rows = [[name, _num(run["steps_per_s"], ".0f"), _num(run["ratio_to_target"], ".2f"),
+             str(run.get("client_cpu_us_per_step", run.get("process_cpu_us_per_step", ""))),
+             _verdict(bool(run["pass"]))] for name, run in data["runs"].items()]
+    lines += _table(["client / server", "steps/s", "x target", "client µs CPU/step", "target"], rows)
+    return [*lines, "", _machine(data.get("machine", {})), ""]
+
+
+def eval_throughput_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Evaluation throughput", ""]
+    if not data:
+        return [*lines, "No results yet: run `benchmarks/bench_eval_throughput.py`.", ""]
+    cold, cached, targets = data["cold"], data["cached"], data["targets"]
+    lines += [
+        f"{data['tasks']} single-call tasks at concurrency {data['concurrency']} through litellm's real HTTP "
+        f"path to a stub OpenAI-compatible server (another process on 127.0.0.1) that answers after "
+        f"{data['server_delay_s']} s: at best {data['ideal_tasks_per_s']:.0f} tasks/s. Then the same "
+        "evaluation again, served by the gateway's disk cache.",
+        "",
+    ]
+    rows = [
+        ["first run", _num(cold["tasks_per_s"], ".1f"), f"{cold['fraction_of_ideal']:.0%} of ideal",
+         str(cold["http_calls"]), _verdict(bool(targets["cold_at_least_90pct_of_ideal"]))],
+        ["cached re-run", _num(cached["tasks_per_s"], ".1f"), ">= 1000 tasks/s wanted", str(cached["http_calls"]),
+         _verdict(bool(targets["cached_at_least_1000_tasks_per_s"]) and bool(targets["cached_zero_http_calls"]))],
+    ]
+    lines += _table(["run", "tasks/s", "against", "HTTP calls", "target"], rows)
+    return [*lines, "", _machine(data.get("machine", {})), ""]
 
 
 def render_readme() -> str:
     engine = _load("engine_overhead.json")
     startup = _load("startup.json")
     local = _load("local_model.json")
-    known = {"engine_overhead.json", "startup.json", "local_model.json"}
+    env_server = _load("env_server.json")
+    throughput = _load("eval_throughput.json")
+    known = {"engine_overhead.json", "startup.json", "local_model.json", "env_server.json", "eval_throughput.json"}
     others = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in known) if RESULTS.is_dir() else []
     lines = [
         "# Benchmarks",
@@ -258,6 +300,10 @@ def render_readme() -> str:
         "| `bench_local_model.py` | local model load, prompt/generation speed, threads and wait policy "
         "under load "
         "| `results/local_model.json` |",
+        "| `bench_env_server.py` | steps/s of the environment server over loopback HTTP, 32 sessions "
+        "| `results/env_server.json` |",
+        "| `bench_eval_throughput.py` | evaluation tasks/s through litellm to a 200 ms stub server, and cached "
+        "| `results/eval_throughput.json` |",
         "",
     ]
     if engine:
@@ -269,6 +315,8 @@ def render_readme() -> str:
     else:
         lines += ["## Start-up", "", "No results yet: run `benchmarks/bench_startup.py`.", ""]
     lines += local_model_section(local)
+    lines += env_server_section(env_server)
+    lines += eval_throughput_section(throughput)
     if others:
         lines += ["## Other results", "", *[f"- `results/{name}`" for name in others], ""]
     return "\n".join(lines)

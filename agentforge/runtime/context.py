@@ -27,10 +27,14 @@ class RunContext:
     run_id: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
+    workspace_made: bool = False
+
     @property
     def workspace(self) -> Path:
         """The run's working folder, created on first use (most runs never need one)."""
-        self.workspace_dir.mkdir(parents=True, exist_ok=True)
+        if not self.workspace_made:
+            self.workspace_dir.mkdir(parents=True, exist_ok=True)
+            self.workspace_made = True
         return self.workspace_dir
 
 

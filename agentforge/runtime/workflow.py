@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Coroutine, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from agentforge.tools import ToolRegistry
 
 log = get_logger(__name__)
+_TMP = tempfile.gettempdir()
 T = TypeVar("T")
 
 
@@ -189,8 +190,12 @@ class Workflow:
     async def _invoke(self, values: dict[str, Any] | None, trace: Trace, *, model: str | None,
                       checkpoint: bool, save: bool) -> RunResult:
         run_id = trace.run_id
-        scratch = None if save else Path(tempfile.gettempdir()) / f"agentforge-{run_id}-{secrets.token_hex(4)}"
-        workspace = scratch or self._run_dir(run_id) / "workspace"
+        if save:
+            scratch = None
+            workspace = self._run_dir(run_id) / "workspace"
+        else:  # an unsaved run gets a scratch folder, made only if a node asks for it
+            scratch = Path(os.path.join(_TMP, f"agentforge-{run_id}-{secrets.token_hex(4)}"))
+            workspace = scratch
         ctx = self._context(trace, workspace, model)
         config: dict[str, Any] = {
             "recursion_limit": self.compiled.recursion_limit,
@@ -202,12 +207,13 @@ class Workflow:
         error: AgentforgeError | None = None
         outputs: dict[str, Any] = {}
         try:
-            async with AsyncExitStack() as stack:
-                saver = await stack.enter_async_context(self._checkpointer()) if checkpoint else None
-                graph = self.compiled.graph(saver)
-                # ``None`` resumes from the checkpoint; a new run starts from the inputs and state defaults.
-                start = None if values is None else self.compiled.initial_state(values)
-                state = await graph.ainvoke(start, config)
+            # ``None`` resumes from the checkpoint; a new run starts from the inputs and state defaults.
+            start = None if values is None else self.compiled.initial_state(values)
+            if checkpoint:
+                async with self._checkpointer() as saver:
+                    state = await self.compiled.graph(saver).ainvoke(start, config)
+            else:
+                state = await self.compiled.graph().ainvoke(start, config)
             outputs = self.compiled.output_values(state)
         except AgentforgeError as exc:
             error = exc
@@ -216,7 +222,7 @@ class Workflow:
             error.__cause__ = exc
         finally:
             current_run.reset(token)
-            if scratch is not None and scratch.exists():
+            if scratch is not None and ctx.workspace_made:
                 shutil.rmtree(scratch, ignore_errors=True)
         trace.latency_s += time.perf_counter() - started
         trace.outputs = outputs
