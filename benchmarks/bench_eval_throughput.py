@@ -146,6 +146,9 @@ async def measure(args: argparse.Namespace, port: int, home: Path) -> dict[str, 
     cached_s = time.perf_counter() - started
     calls_cached = stub_calls(port) - calls_before - calls_cold
 
+    ray_row: dict[str, object] | None = None
+    if args.ray:
+        ray_row = await measure_ray(args, port, home, settings, wf)
     ideal = args.concurrency / args.delay
     cold_rate = args.tasks / cold_s
     cached_rate = args.tasks / cached_s
@@ -157,6 +160,7 @@ async def measure(args: argparse.Namespace, port: int, home: Path) -> dict[str, 
                  "errors": cold.errors, "mean_score": cold.mean_score},
         "cached": {"wall_s": round(cached_s, 3), "tasks_per_s": round(cached_rate, 1), "http_calls": calls_cached,
                    "cached_calls": warm_report.cached_calls, "errors": warm_report.errors},
+        "ray_cold": ray_row,
         "targets": {
             "cold_at_least_90pct_of_ideal": cold_rate >= 0.9 * ideal,
             "cached_at_least_1000_tasks_per_s": cached_rate >= 1000,
@@ -165,11 +169,40 @@ async def measure(args: argparse.Namespace, port: int, home: Path) -> dict[str, 
     }
 
 
+async def measure_ray(args: argparse.Namespace, port: int, home: Path, settings: object,
+                      wf: object) -> dict[str, object]:
+    """The first run again, on 2 local Ray workers (on loopback); the environment is a JSONL file they load."""
+    from agentforge.evaluation.evaluator import aevaluate
+    from agentforge.evaluation.executors import RayExecutor
+
+    rows = [{"id": f"r{i:05d}", "question": f"ray question number {i}", "answer": "ok"} for i in range(args.tasks)]
+    (home / "ray.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    env_path = home / "ray.yaml"
+    env_path.write_text("version: 1\nkind: env\nname: ray-stub\nsource: {type: jsonl, path: ray.jsonl, "
+                        "input_fields: [question], answer_field: answer}\nmetric: exact_match\n"
+                        "splits: {val: 1.0}\nseed: 0\n")
+    executor = RayExecutor(num_workers=2)
+    executor._ray()  # start the cluster outside the timing
+    calls_before = stub_calls(port)
+    started = time.perf_counter()
+    report = await aevaluate(wf, str(env_path), split="val", concurrency=args.concurrency,  # type: ignore[arg-type]
+                             executor=executor, save_traces=False)
+    wall = time.perf_counter() - started
+    import ray
+
+    ray.shutdown()
+    rate = args.tasks / wall
+    return {"wall_s": round(wall, 3), "tasks_per_s": round(rate, 1),
+            "fraction_of_ideal": round(rate / (args.concurrency / args.delay), 3),
+            "http_calls": stub_calls(port) - calls_before, "errors": report.errors, "workers": 2}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.2)
+    parser.add_argument("--ray", action="store_true", help="also measure the first run on 2 local Ray workers")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     port = free_port()
@@ -188,6 +221,7 @@ def main() -> None:
         cold:   {result['cold']['tasks_per_s']} tasks/s = {result['cold']['fraction_of_ideal']:.0%} of ideal \
 {result['ideal_tasks_per_s']:.0f}/s ({result['cold']['http_calls']} HTTP calls, {result['cold']['errors']} errors)
         cached: {result['cached']['tasks_per_s']} tasks/s, {result['cached']['http_calls']} HTTP calls
+        ray (2 workers, first run): {result.get('ray_cold')}
         targets: {result['targets']}
         written to {RESULTS}"""))
 

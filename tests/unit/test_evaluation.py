@@ -236,3 +236,32 @@ def test_history_is_numbered_and_shows_recent_steps_only() -> None:
     text = format_history(history, limit=3)
     assert text.startswith("18. action: a17") and "o19" in text and "a16" not in text
     assert format_history([]) == "(no actions yet)"
+
+
+def test_a_remote_server_that_dies_mid_evaluation_leaves_the_finished_results(scripted: Any) -> None:
+    from agentforge.envs.http import RemoteEnv
+    from agentforge.envs.server import ServerThread
+
+    model, script = scripted
+    script.default = answer_even_questions
+    server = ServerThread(QAEnv(8), port=0)
+    url = server.start()
+    env = RemoteEnv(url, "agentforge", timeout=2.0, retries=1, backoff=0.01)
+    finished: list[str] = []
+
+    def stop_after_three(result: Any) -> None:
+        finished.append(result.task_id)
+        if len(finished) == 3:
+            server.stop()
+
+    try:
+        report = evaluate(workflow(QA_WORKFLOW), env, split=None, model=model, concurrency=1,
+                          on_result=stop_after_three)
+    finally:
+        server.stop()
+        env.close()
+    assert len(report.results) == 8  # nothing is lost: every task has a result
+    done, lost = report.results[:3], report.results[3:]
+    assert all(r.error is None for r in done)
+    assert [r.score for r in done] == [1.0, 0.0, 1.0]  # q0, q1, q2: even questions answered
+    assert all(r.error and "EnvServerError" in r.error and r.score == 0.0 for r in lost)
