@@ -37,13 +37,56 @@ _EXPORTS: dict[str, str] = {
     "InputError": "agentforge.errors",
     "LLMError": "agentforge.errors",
     "NodeError": "agentforge.errors",
+    "EnvError": "agentforge.errors",
+    "Environment": "agentforge.envs.base",
+    "Session": "agentforge.envs.base",
+    "Task": "agentforge.envs.base",
+    "Observation": "agentforge.envs.base",
+    "StepResult": "agentforge.envs.base",
+    "load_env": "agentforge.envs.registry",
+    "evaluate": "agentforge.evaluation.evaluator",
+    "aevaluate": "agentforge.evaluation.evaluator",
+    "EvalReport": "agentforge.evaluation.report",
+    "TaskResult": "agentforge.evaluation.report",
 }
 
 __all__ = [
-    "AgentforgeError", "Change", "Gateway", "InputError", "LLMError", "LLMRequest", "LLMResponse", "Message",
-    "NodeError", "RunResult", "ScriptedModel", "Settings", "SpecError", "Tool", "ToolRegistry", "Trace",
-    "Workflow", "WorkflowSpec", "find_problems", "get_settings", "load_spec", "register_script",
-    "spec_from_text", "tool", "use_settings",
+    "AgentforgeError",
+    "Change",
+    "EnvError",
+    "Environment",
+    "EvalReport",
+    "Gateway",
+    "InputError",
+    "LLMError",
+    "LLMRequest",
+    "LLMResponse",
+    "Message",
+    "NodeError",
+    "Observation",
+    "RunResult",
+    "ScriptedModel",
+    "Session",
+    "Settings",
+    "SpecError",
+    "StepResult",
+    "Task",
+    "TaskResult",
+    "Tool",
+    "ToolRegistry",
+    "Trace",
+    "Workflow",
+    "WorkflowSpec",
+    "aevaluate",
+    "evaluate",
+    "find_problems",
+    "get_settings",
+    "load_env",
+    "load_spec",
+    "register_script",
+    "spec_from_text",
+    "tool",
+    "use_settings",
 ]
 
 
@@ -62,7 +105,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentforge.config import Settings, get_settings, use_settings
-    from agentforge.errors import AgentforgeError, InputError, LLMError, NodeError, SpecError
+    from agentforge.envs.base import Environment, Observation, Session, StepResult, Task
+    from agentforge.envs.registry import load_env
+    from agentforge.errors import AgentforgeError, EnvError, InputError, LLMError, NodeError, SpecError
+    from agentforge.evaluation.evaluator import aevaluate, evaluate
+    from agentforge.evaluation.report import EvalReport, TaskResult
     from agentforge.llm.base import LLMRequest, LLMResponse, Message
     from agentforge.llm.gateway import Gateway
     from agentforge.llm.scripted import ScriptedModel, register_script

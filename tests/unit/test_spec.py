@@ -120,6 +120,8 @@ def test_public_api_is_pinned() -> None:
         "NodeError", "RunResult", "ScriptedModel", "Settings", "SpecError", "Tool", "ToolRegistry", "Trace",
         "Workflow", "WorkflowSpec", "find_problems", "get_settings", "load_spec", "register_script",
         "spec_from_text", "tool", "use_settings",
+        "EnvError", "Environment", "EvalReport", "Observation", "Session", "StepResult", "Task", "TaskResult",
+        "aevaluate", "evaluate", "load_env",
     ])
     for name in agentforge.__all__:
         assert getattr(agentforge, name) is not None
