@@ -126,6 +126,8 @@ class LiteLLMBackend:
         if request.stop:
             kwargs["stop"] = list(request.stop)
         kwargs.update(request.extra)
+        if "input_cost_per_token" in request.extra and request.model not in _registered_models:
+            _register_priced_model(litellm, request.model, request.extra)
         if request.response_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -150,6 +152,20 @@ class LiteLLMBackend:
 
 
 _litellm: Any = None
+_registered_models: set[str] = set()
+
+
+def _register_priced_model(litellm: Any, model: str, extra: dict[str, Any]) -> None:
+    """Tell litellm a self-hosted model's price once, so it stops searching its tables on every call."""
+    provider, _, name = model.partition("/")
+    entry = {
+        "input_cost_per_token": float(extra.get("input_cost_per_token", 0.0)),
+        "output_cost_per_token": float(extra.get("output_cost_per_token", 0.0)),
+        "litellm_provider": provider,
+        "mode": "chat",
+    }
+    litellm.register_model({model: entry, name: entry})
+    _registered_models.add(model)
 
 
 def import_litellm() -> Any:
