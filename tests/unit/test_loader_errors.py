@@ -13,27 +13,7 @@ import pytest
 
 from agentforge.errors import Problem, SpecError
 from agentforge.workflow.loader import load_spec, spec_from_text
-
-HEAD = """\
-version: 1
-kind: workflow
-name: t
-inputs:
-  question: str
-outputs:
-  answer: str
-"""
-
-
-def line_of(text: str, needle: str, nth: int = 1) -> int:
-    """The 1-based line of the ``nth`` occurrence of ``needle`` in ``text``."""
-    seen = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            seen += 1
-            if seen == nth:
-                return number
-    raise AssertionError(f"{needle!r} occurs fewer than {nth} time(s) in the YAML")
+from tests.unit.yaml_text import HEAD, line_of
 
 
 def problems_of(tmp_path: Path, text: str, name: str = "wf.yaml") -> tuple[Path, list[Problem]]:
