@@ -152,11 +152,11 @@ async def run_client(url: str, total: int, concurrency: int, stock_pool: bool = 
 async def run_raw(url: str, total: int, concurrency: int, stream_transport: bool = False) -> dict[str, Any]:
     import httpx
 
-    from agentforge.envs.http import _StreamTransport
+    from agentforge.envs._transport import StreamTransport
 
     size = max(64, concurrency)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    transport = _StreamTransport(size) if stream_transport else None
+    transport = StreamTransport(size) if stream_transport else None
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, transport=transport) as client:
 
         async def play(worker: int, budget: int) -> int:
