@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import itertools
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +35,9 @@ from typing import Any, TypedDict
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "engine_overhead.json"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_info  # noqa: E402
 
 MODEL = "scripted/bench"
 MAX_TOKENS = 512  # the workflow default, so both sides build the same request
@@ -268,36 +268,6 @@ async def bench_shape(shape: Shape, settings: Any, model: Any, reps: int, save_r
             "ratio_vs_baseline": round(eng_s["per_node_median_ms"] / base_s["per_node_median_ms"], 3),
             "ratio_vs_baseline_sqlite": round(eng_s["per_node_median_ms"] / base_db["per_node_median_ms"], 3),
         },
-    }
-
-
-def code_fingerprint() -> str:
-    """A short hash of the package sources, to tell which code a result file measured."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "agentforge").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def machine_info() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "langgraph": version("langgraph"),
-        "pydantic": version("pydantic"),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "code_fingerprint": code_fingerprint(),
     }
 
 

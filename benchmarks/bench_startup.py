@@ -13,10 +13,8 @@ Writes benchmarks/results/startup.json and prints a table. No timed assertions.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_info  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 CLI = ROOT / ".venv" / "bin" / "agentforge"
@@ -149,32 +151,6 @@ def _importtime(cmd: list[str], cwd: Path, env: dict[str, str], top: int = 12) -
     rows = sorted((r for r in rows if r[2] <= 1), reverse=True)
     return [{"module": name, "depth": depth, "cumulative_ms": round(us / 1000, 1)}
             for us, name, depth in rows[:top]]
-
-
-def code_fingerprint() -> str:
-    """A short hash of the package sources, to tell which code a result file measured."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "agentforge").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "code_fingerprint": code_fingerprint(),
-    }
 
 
 def _median(values: list[float]) -> float:
