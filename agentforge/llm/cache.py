@@ -7,9 +7,9 @@ processes can share the folder without locks.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ from agentforge.logs import get_logger
 
 log = get_logger(__name__)
 
+# Temporary names are unique per process and write, so concurrent writers never share one.
+_write_seq = itertools.count()
+
 
 class ResponseCache:
     def __init__(self, directory: Path | None, memory_items: int = 4096) -> None:
@@ -25,6 +28,7 @@ class ResponseCache:
         self._root = str(directory) if directory is not None else ""
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._memory_items = memory_items
+        self._folders: set[str] = set()  # shard folders known to exist, so a write skips makedirs
         self.hits = 0
         self.misses = 0
 
@@ -58,18 +62,27 @@ class ResponseCache:
         self._remember(key, value)
         if self.directory is None:
             return
-        path = self._path(key)
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(value, fh, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        folder = os.path.join(self._root, key[:2])
+        path = os.path.join(folder, key + ".json")
+        tmp = f"{path}.{os.getpid()}-{next(_write_seq)}.tmp"
+        text = json.dumps(value, ensure_ascii=False)
+        for attempt in (1, 2):
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)  # atomic: readers see the old entry or the new one, never a torn one
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                self._folders.discard(folder)  # the folder was removed under us (a cleared cache): remake it
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
 
     def _remember(self, key: str, value: dict[str, Any]) -> None:
         self._memory[key] = value

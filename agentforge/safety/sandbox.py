@@ -8,6 +8,8 @@ Each run is a fresh ``python -I -u -X utf8`` process (the same interpreter as th
   else ``unshare --net``) when that works on this machine, and in every case a guard at the top of the
   child replaces ``socket`` so that IP sockets, ``connect``, ``bind`` and name lookups raise
   ``PermissionError``;
+- runs in its own PID namespace too where the machine allows it (``--pid --fork --kill-child``), so
+  every process it starts dies when the run ends, even one that left the process group with setsid();
 - lowers its own resource limits before the code starts (address space, CPU seconds, file size,
   process count, no core dumps), with soft and hard limits equal;
 - leads a new session, so a timeout (or cancellation) kills the whole process group.
@@ -17,7 +19,7 @@ when the parent has threads, and the engine runs tools in threads.
 
 This contains runaway or careless code (infinite loops, huge allocations, stray network calls, output
 floods). It is not a boundary against hostile code: the child can read and write whatever its user
-can, and a process that calls ``setsid`` leaves the process group that a timeout kills.
+can, and without namespaces a process that calls ``setsid`` leaves the process group a timeout kills.
 """
 
 from __future__ import annotations
@@ -51,7 +53,15 @@ _MIN_MEMORY_MB = 64
 # Ways to give the child an empty network namespace, tried in order. A new user namespace comes first
 # even for root: without it, root code keeps CAP_SYS_ADMIN and can setns() (nsenter) straight back
 # into the parent's network through /proc/<ppid>/ns/net.
-_NET_PREFIXES: tuple[tuple[str, ...], ...] = (("--user", "--map-root-user", "--net"), ("--net",))
+# Best first. A new PID namespace (``--pid --fork --kill-child``) means every process the code starts,
+# even one that calls setsid() to leave the process group, dies with the run.
+_PID_FLAGS = ("--pid", "--fork", "--kill-child")
+_NET_PREFIXES: tuple[tuple[str, ...], ...] = (
+    ("--user", "--map-root-user", "--net", *_PID_FLAGS),
+    ("--net", *_PID_FLAGS),
+    ("--user", "--map-root-user", "--net"),
+    ("--net",),
+)
 
 _BOOTSTRAP = '''\
 # agentforge sandbox bootstrap: limits, network guard, inputs; then the code runs as __main__.
