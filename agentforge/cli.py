@@ -277,7 +277,10 @@ def eval_command(
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="Evaluate only the first N tasks.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Episodes at once.")] = 8,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Run every LLM node on this model.")] = None,
-    executor: Annotated[str, typer.Option("--executor", help="asyncio (this process) or ray.")] = "asyncio",
+    executor: Annotated[str, typer.Option(
+        "--executor", help="asyncio (this process), processes (worker processes on this machine) or ray.")] = "asyncio",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Worker processes for --executor processes or ray (default: one per CPU).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap interval.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full EvalReport as JSON.")] = False,
@@ -286,12 +289,12 @@ def eval_command(
     summary. Exit 0 ok, 1 if every task failed, 2 bad input."""
     from agentforge.envs.registry import load_env
     from agentforge.evaluation.evaluator import aevaluate
-    from agentforge.evaluation.executors import AsyncioExecutor, RayExecutor
+    from agentforge.evaluation.executors import AsyncioExecutor, Executor, ProcessExecutor, RayExecutor
     from agentforge.runtime.workflow import Workflow, run_sync
 
     _start_logging()
-    if executor not in ("asyncio", "ray"):
-        raise _fail(f"--executor must be asyncio or ray, not '{executor}'", BAD_INPUT)
+    if executor not in ("asyncio", "processes", "ray"):
+        raise _fail(f"--executor must be asyncio, processes or ray, not '{executor}'", BAD_INPUT)
     if split not in ("train", "val", "test"):
         raise _fail(f"--split must be train, val or test, not '{split}'", BAD_INPUT)
     try:
@@ -305,12 +308,24 @@ def eval_command(
             environment = load_env(env)
         except EnvError as exc:  # the environment cannot be built: bad input, not a failed run
             raise _fail(str(exc), BAD_INPUT) from None
-        environment.ref = env  # type: ignore[attr-defined]  # lets Ray workers rebuild it
-        runner = RayExecutor(address=ray_address) if executor == "ray" else AsyncioExecutor()
-        with _EvalProgress(enabled=not as_json) as progress:
-            report = run_sync(aevaluate(wf, environment, split=split, limit=limit, concurrency=concurrency,
-                                        model=model, executor=runner, seed=seed, on_result=progress.update,
-                                        on_start=progress.start))
+        environment.ref = env  # type: ignore[attr-defined]  # lets worker processes rebuild it
+        runner: Executor
+        if executor == "ray":
+            runner = RayExecutor(address=ray_address, num_workers=workers)
+        elif executor == "processes":
+            runner = ProcessExecutor(workers=workers)
+        else:
+            runner = AsyncioExecutor()
+        try:
+            if isinstance(runner, ProcessExecutor):
+                runner.start()  # before the clock starts: the report times the evaluation, not the start-up
+            with _EvalProgress(enabled=not as_json) as progress:
+                report = run_sync(aevaluate(wf, environment, split=split, limit=limit, concurrency=concurrency,
+                                            model=model, executor=runner, seed=seed, on_result=progress.update,
+                                            on_start=progress.start))
+        finally:
+            if isinstance(runner, ProcessExecutor):
+                runner.close()
     except AgentforgeError as exc:
         raise _fail(str(exc), _exit_code(exc)) from None
     if as_json:

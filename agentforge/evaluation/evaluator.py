@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from agentforge.envs.base import Environment, Observation, Task
 from agentforge.errors import AgentforgeError, InputError
@@ -80,6 +80,12 @@ def bind_inputs(spec: WorkflowSpec, env: Environment, obs: Observation,
     return {name: available[name] for name in spec.inputs if name in available}
 
 
+class TraceWriter(Protocol):
+    """Where ``run_episode`` puts a task's traces; returns the ``trace_path`` to record."""
+
+    def write(self, task_id: str, traces: list[Trace]) -> str: ...
+
+
 class TraceSink:
     """All episode traces of one evaluation in one JSONL file (one buffered write per task)."""
 
@@ -89,8 +95,12 @@ class TraceSink:
         self._fh: IO[str] | None = path.open("w", encoding="utf-8")
 
     def write(self, task_id: str, traces: list[Trace]) -> str:
+        return self.write_steps(task_id, [t.model_dump(mode="json") for t in traces])
+
+    def write_steps(self, task_id: str, steps: list[dict[str, Any]]) -> str:
+        """Write traces already dumped to JSON data (as worker processes send them back)."""
         assert self._fh is not None
-        record = {"task_id": task_id, "steps": [t.model_dump(mode="json") for t in traces]}
+        record = {"task_id": task_id, "steps": steps}
         self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         return f"{self.path}#{task_id}"
 
@@ -101,7 +111,7 @@ class TraceSink:
 
 
 async def run_episode(workflow: Workflow, env: Environment, task: Task, *, model: str | None = None,
-                      sink: TraceSink | None = None) -> TaskResult:
+                      sink: TraceWriter | None = None) -> TaskResult:
     """Play one task to the end. Never raises for the task's own failures: they are recorded."""
     spec = workflow.spec
     act = action_output(spec)

@@ -67,6 +67,14 @@ def test_ray_workers_rebuild_the_job_and_match_the_asyncio_results(tmp_path: Pat
     assert remote.mean_score == pytest.approx(16 / 24)  # every third answer in the file is off by one
     workers = ray.nodes()
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in workers)
+    # Each episode's traces come back from the workers into this evaluation's traces.jsonl.
+    assert remote.traces_path is not None
+    records = {rec["task_id"]: rec for rec in map(json.loads, Path(remote.traces_path).read_text().splitlines())}
+    assert sorted(records) == sorted(r.task_id for r in remote.results)
+    for result in remote.results:
+        assert result.trace_path == f"{remote.traces_path}#{result.task_id}"
+        (step,) = records[result.task_id]["steps"]
+        assert step["inputs"]["expression"] and step["status"] == "succeeded"
 
 
 def test_ray_needs_an_environment_it_can_rebuild(tmp_path: Path, local_ray: None) -> None:
