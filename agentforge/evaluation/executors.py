@@ -244,13 +244,15 @@ class ProcessExecutor:
             return []
         await asyncio.to_thread(self.start)
         try:
-            return await self._dispatch(asdict(job), tasks, concurrency, on_result, sink)
+            job_data = asdict(job)
+            key = _job_key(job_data, os.getcwd(), env)
+            return await self._dispatch(key, job_data, tasks, concurrency, on_result, sink)
         except BaseException:
             if self._pumps:  # interrupted mid-round: workers may be mid-episode with stale replies queued
                 self.close()
             raise
 
-    async def _dispatch(self, job_data: dict[str, Any], tasks: Sequence[Task], concurrency: int,
+    async def _dispatch(self, key: str, job_data: dict[str, Any], tasks: Sequence[Task], concurrency: int,
                         on_result: Callable[[TaskResult], None] | None, sink: Any) -> list[TaskResult]:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, tuple[Any, ...] | None]] = asyncio.Queue()
@@ -263,7 +265,7 @@ class ProcessExecutor:
         for pump in self._pumps:
             pump.start()
         cwd = os.getcwd()  # the workers resolve the environment's relative paths from here
-        message = ("job", _job_key(job_data, cwd), job_data, cwd, dict(os.environ), sink is not None)
+        message = ("job", key, job_data, cwd, dict(os.environ), sink is not None)
         for worker in workers:
             worker.send(message)
         failure: str | None = None
@@ -474,12 +476,16 @@ def _pump(conn: Connection, deliver: Callable[[tuple[Any, ...] | None], None], l
             return
 
 
-def _job_key(job_data: dict[str, Any], cwd: str) -> str:
-    """What a worker's rebuilt job is cached under: the spec, the environment, the settings."""
+def _job_key(job_data: dict[str, Any], cwd: str, env: Environment) -> str:
+    """What a worker's rebuilt job is cached under: the spec, the settings, and the environment's
+    definition file and task content, so an edited YAML or data file means a rebuild."""
     env_file = Path(cwd, job_data["env_ref"])
     stamp = env_file.stat().st_mtime_ns if env_file.is_file() else None
+    tasks = hashlib.sha256()
+    for task in env.tasks():
+        tasks.update(json.dumps(task.model_dump(mode="json"), sort_keys=True, default=str).encode())
     parts = [job_data["spec_data"], job_data["workflow_file"], job_data["env_ref"], job_data["settings_data"],
-             cwd, stamp]
+             cwd, stamp, tasks.hexdigest()]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

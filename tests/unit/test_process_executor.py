@@ -116,6 +116,18 @@ def test_a_second_evaluation_reuses_the_warm_workers_and_their_rebuilt_job(
     assert second.scores == first.scores == local.scores
 
 
+def test_an_edited_data_file_makes_the_workers_rebuild_the_job(tmp_path: Path, executor: ProcessExecutor) -> None:
+    wf, env_path = calc_setup(tmp_path)
+    first = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=4)
+    assert first.mean_score == pytest.approx(16 / 24)
+    # Same YAML file, untouched; only its JSONL data changes: every answer is now right.
+    rows = [{"id": f"e{i}", "expression": f"{i} * 7 + 1", "answer": i * 7 + 1} for i in range(24)]
+    (tmp_path / "calc.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    second = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=4)
+    assert executor.rebuilt == 2
+    assert second.mean_score == 1.0
+
+
 def test_tasks_are_pulled_by_every_worker(tmp_path: Path, executor: ProcessExecutor) -> None:
     wf, env_path = slow_setup(tmp_path, n=12, delay=0.05)
     report = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=4)
