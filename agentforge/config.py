@@ -52,6 +52,9 @@ class Settings(BaseModel):
     cache_enabled: bool = True
     default_concurrency: int = Field(default=4, gt=0)
     max_retries: int = Field(default=3, ge=0)
+    eval_gc_threshold: int = Field(
+        default=20_000, ge=0,
+        description="Python's first-generation GC threshold while an evaluation runs; 0 leaves it as it is.")
     models: dict[str, ModelAlias] = Field(default_factory=dict)
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
 

@@ -175,7 +175,8 @@ async def measure(args: argparse.Namespace, port: int, home: Path) -> dict[str, 
     wall = await asyncio.to_thread(bare_litellm_processes, port, n, conc, args.workers)
     rows[f"ceiling_bare_litellm_{args.workers}_processes"] = rate_row(n, wall, ideal)
 
-    settings = Settings(home=home, runs_dir=home / "runs", models={
+    tuning = {} if args.gc_threshold is None else {"eval_gc_threshold": args.gc_threshold}
+    settings = Settings(home=home, runs_dir=home / "runs", **tuning, models={
         "stub": ModelAlias(model="openai/stub", api_base=f"http://127.0.0.1:{port}/v1", max_concurrency=256,
                            params=dict(PRICE))})
     os.environ.setdefault("OPENAI_API_KEY", "sk-stub")
@@ -265,12 +266,20 @@ def summarise(args: argparse.Namespace, rows: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def settings_default_gc() -> int:
+    from agentforge.config import Settings
+
+    return int(Settings.model_fields["eval_gc_threshold"].default)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the multi-process rows")
+    parser.add_argument("--gc-threshold", type=int, default=None,
+                        help="Settings.eval_gc_threshold for the agentforge rows (default: the setting's default)")
     parser.add_argument("--ray", action="store_true", help="also measure the first run on local Ray workers")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -287,6 +296,7 @@ def main() -> None:
         stub.wait(timeout=10)
     result = {"tasks": args.tasks, "concurrency": args.concurrency, "server_delay_s": args.delay,
               "ideal_tasks_per_s": args.concurrency / args.delay, "workers": args.workers, "price": PRICE,
+              "eval_gc_threshold": settings_default_gc() if args.gc_threshold is None else args.gc_threshold,
               "rows": rows, **summarise(args, rows), "machine": info}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -21,6 +21,7 @@ from typing import IO, Any, Protocol
 
 from agentforge.envs.base import Environment, Observation, Task
 from agentforge.errors import AgentforgeError, InputError
+from agentforge.evaluation.gc_tuning import relaxed_gc
 from agentforge.evaluation.report import EvalReport, TaskResult
 from agentforge.llm.gateway import cache_everything
 from agentforge.logs import get_logger
@@ -228,11 +229,12 @@ async def aevaluate(
     started = time.perf_counter()
     token = cache_everything.set(True)
     try:
-        results = await executor.amap(
-            job, workflow, env, tasks,
-            run_one=lambda task: run_episode(workflow, env, task, model=model, sink=sink),
-            concurrency=concurrency, on_result=on_result, sink=sink,
-        )
+        with relaxed_gc(workflow.settings.eval_gc_threshold):
+            results = await executor.amap(
+                job, workflow, env, tasks,
+                run_one=lambda task: run_episode(workflow, env, task, model=model, sink=sink),
+                concurrency=concurrency, on_result=on_result, sink=sink,
+            )
     finally:
         cache_everything.reset(token)
         if sink is not None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agentforge.envs.base import Environment, Task
 from agentforge.errors import ConfigError
+from agentforge.evaluation.gc_tuning import relaxed_gc, tune_process_gc
 from agentforge.evaluation.report import TaskResult
 from agentforge.logs import get_logger
 
@@ -513,7 +514,7 @@ def _evaluate_chunk(job_data: dict[str, Any], task_ids: list[str], concurrency: 
     from agentforge.llm.gateway import cache_everything
 
     workflow, env, settings = _rebuild(job_data)
-    with use_settings(settings):
+    with use_settings(settings), relaxed_gc(settings.eval_gc_threshold):
 
         async def main() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
             cache_everything.set(True)
@@ -624,6 +625,7 @@ class _WorkerLoop:
             self.reply(("job_failed", f"{type(exc).__name__}: {exc}"))
             return
         self.job, self.model, self.collect = job, job_data["model"], collect
+        tune_process_gc(job[2].eval_gc_threshold)  # this process only runs episodes
         self.reply(("job_ready", rebuilt))
 
     async def play(self, task_id: str) -> None:
