@@ -77,8 +77,9 @@ class AsyncioExecutor:
 class RayExecutor:
     """Episodes fanned out over a Ray cluster: each worker rebuilds the workflow and the environment
     from the job (so the environment must be named by a YAML path or a built-in name) and runs its
-    chunk of tasks with asyncio; results and traces come back to this process. ``address=None``
-    starts a local Ray on 127.0.0.1."""
+    chunk of tasks with asyncio; results and traces come back to this process. At most ``num_workers``
+    chunks run at once, each with its share of ``concurrency``. ``address=None`` starts a local Ray
+    on 127.0.0.1."""
 
     name = "ray"
 
@@ -117,15 +118,25 @@ class RayExecutor:
         remote = ray.remote(_evaluate_chunk)
         size = self.chunk_size or max(1, math.ceil(len(tasks) / (self.num_workers * 4)))
         chunks = [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
-        per_worker = max(1, math.ceil(concurrency / self.num_workers))
         job_data = asdict(job)
         collect = sink is not None
-        pending = {remote.remote(job_data, [t.id for t in chunk], per_worker, collect): chunk for chunk in chunks}
+        # One chunk in flight per lane, each lane with its share of the concurrency: never more at once.
+        lanes = split_slots(concurrency, self.num_workers)
+        waiting = deque(chunks)
+        pending: dict[Any, int] = {}
+
+        def submit(lane: int) -> None:
+            if waiting and lanes[lane]:
+                ids = [t.id for t in waiting.popleft()]
+                pending[remote.remote(job_data, ids, lanes[lane], collect)] = lane
+
+        for lane in range(len(lanes)):
+            submit(lane)
         by_id: dict[str, TaskResult] = {}
         while pending:
             done, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
             for ref in done:
-                pending.pop(ref)
+                submit(pending.pop(ref))
                 for data, steps in await asyncio.to_thread(ray.get, ref):
                     result = TaskResult.model_validate(data)
                     if collect:  # the traces come back with the result and land in this evaluation's file
@@ -162,7 +173,7 @@ class ProcessExecutor:
     the evaluation stack; ``amap`` starts them if needed; ``close()`` (or leaving a ``with`` block)
     stops them. Each worker rebuilds the workflow and the environment from the job (so the
     environment must be named by a YAML path or a built-in name), keeps the rebuilt job for the next
-    evaluation, runs ``ceil(concurrency / workers)`` episodes at once and asks for more tasks as slots
+    evaluation, runs its share of ``concurrency`` (the shares add up to it exactly) and asks for more tasks as slots
     free up. Results and traces stream back to this process as each episode ends. A worker that dies
     fails the tasks it was running; the others take the rest.
     """
@@ -176,6 +187,7 @@ class ProcessExecutor:
         self.start_timeout = start_timeout
         self.placements: dict[str, int] = {}  # task id -> pid of the worker it went to (latest evaluation)
         self.rebuilt = 0  # last evaluation: how many workers had to rebuild the job (0 = all reused it)
+        self.peak_in_flight = 0  # last evaluation: most episodes running at once, never above its concurrency
         self._pool: list[_Worker] = []
         self._pumps: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -258,7 +270,7 @@ class ProcessExecutor:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, tuple[Any, ...] | None]] = asyncio.Queue()
         workers = list(self._pool)
-        plan = _Dispatch(workers, tasks, max(1, math.ceil(concurrency / len(workers))), on_result, sink)
+        plan = _Dispatch(workers, tasks, split_slots(concurrency, len(workers)), on_result, sink)
         self.placements = plan.placements  # filled as tasks are handed out
         self._pumps = [threading.Thread(target=_pump, args=(w.replies, _poster(loop, inbox, i), "end"),
                                         name=f"agentforge-eval-replies-{w.pid}", daemon=True)
@@ -288,7 +300,7 @@ class ProcessExecutor:
         await asyncio.to_thread(self._join_pumps, workers)
         if failure is not None:
             raise ConfigError(failure)
-        self.rebuilt = plan.rebuilt
+        self.rebuilt, self.peak_in_flight = plan.rebuilt, plan.peak
         return [plan.results[t.id] for t in tasks]
 
     def _join_pumps(self, workers: list[_Worker]) -> None:
@@ -304,7 +316,7 @@ class ProcessExecutor:
 class _Dispatch:
     """One evaluation's bookkeeping in the parent: which task runs where and what is finished."""
 
-    def __init__(self, workers: list[_Worker], tasks: Sequence[Task], slots: int,
+    def __init__(self, workers: list[_Worker], tasks: Sequence[Task], slots: list[int],
                  on_result: Callable[[TaskResult], None] | None, sink: Any) -> None:
         self.workers = workers
         self.tasks = {t.id: t for t in tasks}
@@ -319,6 +331,7 @@ class _Dispatch:
         self.results: dict[str, TaskResult] = {}
         self.placements: dict[str, int] = {}
         self.rebuilt = 0
+        self.peak = 0  # most episodes in flight at once
 
     def handle(self, index: int, reply: tuple[Any, ...]) -> None:
         kind = reply[0]
@@ -344,13 +357,14 @@ class _Dispatch:
     def feed(self, index: int) -> None:
         """Top the worker up to its number of slots."""
         worker = self.workers[index]
-        while self.queue and len(self.running[index]) < self.slots:
+        while self.queue and len(self.running[index]) < self.slots[index]:
             task_id = self.queue.popleft()
             if not worker.send(("task", task_id)):
                 self.queue.appendleft(task_id)
                 return
             self.running[index].add(task_id)
             self.placements[task_id] = worker.pid
+            self.peak = max(self.peak, sum(len(r) for r in self.running.values()))
 
     def done(self, index: int, result: TaskResult) -> None:
         self.running[index].discard(result.task_id)
@@ -376,6 +390,12 @@ class _Dispatch:
         for task_id in [t for t in self.tasks if t in running]:
             self.finish(self.failed(task_id, f"evaluation worker {pid} {_describe_exit(exitcode)} "
                                              "while running this task"))
+        if self.live:  # its share of the concurrency passes to a survivor, so the total holds
+            heir = min(self.live, key=lambda i: self.slots[i])
+            self.slots[heir] += self.slots[index]
+            self.slots[index] = 0
+            if not self.unready:
+                self.feed(heir)
         if index in self.unready:
             self.ready(index)
 
@@ -384,6 +404,12 @@ class _Dispatch:
         while self.queue:
             task_id = self.queue.popleft()
             self.finish(self.failed(task_id, f"not run: every evaluation worker process died ({exits})"))
+
+
+def split_slots(concurrency: int, workers: int) -> list[int]:
+    """Each worker's share of the episodes in flight: the shares add up to ``concurrency`` (at least 1)."""
+    total = max(1, concurrency)
+    return [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
 
 
 def _describe_exit(exitcode: int | None) -> str:

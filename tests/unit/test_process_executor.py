@@ -17,7 +17,7 @@ from agentforge.cli import app
 from agentforge.envs.registry import load_env
 from agentforge.errors import ConfigError
 from agentforge.evaluation.evaluator import aevaluate, evaluate
-from agentforge.evaluation.executors import AsyncioExecutor, ProcessExecutor
+from agentforge.evaluation.executors import AsyncioExecutor, ProcessExecutor, split_slots
 from agentforge.evaluation.report import TaskResult
 from agentforge.runtime.workflow import Workflow
 
@@ -163,6 +163,47 @@ async def test_a_killed_worker_fails_only_its_running_tasks_and_the_others_finis
     # The next start replaces the dead worker.
     await asyncio.to_thread(executor.start)
     assert len(executor.pids) == 2 and killed[0] not in executor.pids
+
+
+def test_the_concurrency_limit_holds_across_workers(tmp_path: Path, executor: ProcessExecutor) -> None:
+    wf, env_path = slow_setup(tmp_path, n=12, delay=0.2)
+    report = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=5)
+    assert report.errors == 0
+    assert executor.peak_in_flight == 5  # shares of 3 + 2, not ceil(5 / 2) = 3 each
+    evaluate(wf, str(env_path), split=None, executor=executor, concurrency=1)
+    assert executor.peak_in_flight == 1
+
+
+async def test_a_dead_workers_share_of_the_concurrency_passes_to_a_survivor(
+        tmp_path: Path, executor: ProcessExecutor) -> None:
+    # Concurrency 1 over 2 workers: one holds the only slot. Killing it must not strand the queue.
+    wf, env_path = slow_setup(tmp_path, n=6, delay=0.2)
+    await asyncio.to_thread(executor.start)
+    killed: list[int] = []
+
+    def kill_the_busy_worker(result: TaskResult) -> None:
+        if not killed:
+            killed.append(executor.placements[result.task_id])
+            os.kill(killed[0], signal.SIGKILL)
+
+    report = await asyncio.wait_for(
+        aevaluate(wf, str(env_path), split=None, executor=executor, concurrency=1, on_result=kill_the_busy_worker),
+        timeout=90)
+    assert len(report.results) == 6
+    first, *rest = report.results  # concurrency 1: the tasks ran one after another, in order
+    assert not first.error and executor.placements[first.task_id] == killed[0]
+    assert sum(1 for r in rest if r.error) <= 1  # only the task in flight on the dead worker
+    finished = [r for r in rest if not r.error]
+    assert len(finished) >= 4 and all(executor.placements[r.task_id] != killed[0] for r in finished)
+    assert executor.peak_in_flight == 1
+
+
+def test_concurrency_shares_add_up_exactly() -> None:
+    assert split_slots(32, 6) == [6, 6, 5, 5, 5, 5]
+    assert split_slots(5, 2) == [3, 2]
+    assert split_slots(1, 3) == [1, 0, 0]
+    assert split_slots(0, 2) == [1, 0]
+    assert all(sum(split_slots(c, w)) == max(1, c) for c in range(40) for w in range(1, 9))
 
 
 async def test_when_every_worker_dies_the_remaining_tasks_fail_with_a_clear_error(
