@@ -5,8 +5,9 @@ action output is the one action. Multi-turn environments: the workflow is a poli
 step on ``goal``, ``observation``, ``history`` (and ``available_actions``, ``step``) until the
 episode is done or its step limit is spent. The episode's score is its final reward.
 
-A task whose workflow or environment fails scores 0 and is recorded with its error and trace;
-only systemic faults (a workflow that cannot bind to the environment at all) raise.
+A task whose workflow or environment fails scores 0 and is recorded with its error and trace (an
+unexpected exception in environment code too, with a logged traceback); only systemic faults (a
+workflow that cannot bind to the environment at all) raise.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ async def run_episode(workflow: Workflow, env: Environment, task: Task, *, model
         result.score = max(0.0, min(1.0, float(result.reward)))
     except AgentforgeError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
+        result.score = 0.0
+    except Exception as exc:  # a bug in one task's environment code must not lose every other result
+        log.warning("eval.episode_crashed", task=task.id, error=repr(exc), exc_info=True)
+        result.error = f"{type(exc).__name__} (unexpected, in the environment or a tool): {exc}"
         result.score = 0.0
     finally:
         try:

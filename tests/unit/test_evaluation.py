@@ -135,6 +135,30 @@ def test_failed_task_scores_zero_and_keeps_its_error_and_trace(scripted: Any) ->
     assert len(records) == 6
 
 
+class BrokenSession(QASession):
+    def _step(self, action: str) -> StepResult:
+        assert self.task is not None
+        if self.task.id == "q2":
+            raise KeyError("score table")  # an environment bug that hits one task
+        return super()._step(action)
+
+
+class BrokenEnv(QAEnv):
+    def session(self) -> QASession:
+        return BrokenSession(self)
+
+
+def test_an_environment_bug_in_one_task_fails_that_task_and_keeps_the_rest(scripted: Any) -> None:
+    model, script = scripted
+    script.default = answer_even_questions
+    report = evaluate(workflow(QA_WORKFLOW), BrokenEnv(6), split=None, model=model)
+    assert len(report.results) == 6
+    (broken,) = [r for r in report.results if r.error]
+    assert broken.task_id == "q2" and broken.score == 0.0
+    assert broken.error is not None and broken.error.startswith("KeyError") and "score table" in broken.error
+    assert report.mean_score == pytest.approx(2 / 6)  # q0 and q4 right; q2 would have been, but crashed
+
+
 def test_rerunning_the_same_evaluation_costs_no_new_llm_calls(scripted: Any) -> None:
     model, script = scripted
     script.default = answer_even_questions
