@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from agentforge.config import Settings
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.evaluation.evaluator import evaluate
 from agentforge.evaluation.gc_tuning import relaxed_gc, tune_process_gc
 from agentforge.runtime.workflow import Workflow
-from agentforge.workflow.loader import spec_from_text
+from tests.unit.calc_job import calc_setup
 
 
 @pytest.fixture(autouse=True)
@@ -57,39 +56,14 @@ def test_a_worker_process_keeps_its_tuning() -> None:
     assert gc.get_threshold() == (30_000, 10, 10)
 
 
-class _Echo(Environment):
-    name = "echo"
-
-    def session(self) -> LocalSession:
-        env = self
-
-        class Session(LocalSession):
-            def _reset(self, task: Task) -> Observation:
-                return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-            def _step(self, action: str) -> StepResult:
-                return StepResult(observation=Observation(text="done"), reward=1.0, done=True)
-
-        return Session(env)
-
-
-WORKFLOW = """
-version: 1
-name: echo
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: calc, kind: tool, tool: calculator, args: {expression: "1 + 1"}, inputs: [question], outputs: [answer]}
-"""
-
-
 @pytest.mark.parametrize("threshold", [0, 25_000])
 def test_an_evaluation_runs_under_the_configured_threshold(tmp_path: Path, threshold: int) -> None:
+    calc, env_path = calc_setup(tmp_path)
     settings = Settings(home=tmp_path, runs_dir=tmp_path / "runs", eval_gc_threshold=threshold)
-    wf = Workflow(spec_from_text(WORKFLOW), settings=settings)
-    env = _Echo([Task(id=f"t{i}", split="val", inputs={"question": str(i)}) for i in range(3)])
+    wf = Workflow(calc.spec, settings=settings)
     seen: list[Any] = []
-    report = evaluate(wf, env, split="val", save_traces=False, on_result=lambda r: seen.append(gc.get_threshold()))
-    assert report.errors == 0 and len(seen) == 3
+    report = evaluate(wf, str(env_path), split="val", save_traces=False,
+                      on_result=lambda r: seen.append(gc.get_threshold()))
+    assert report.errors == 0 and len(seen) == 12
     assert {t[0] for t in seen} == {threshold or 700}
     assert gc.get_threshold() == (700, 10, 10)

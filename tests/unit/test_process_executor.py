@@ -20,16 +20,7 @@ from agentforge.evaluation.evaluator import aevaluate, evaluate
 from agentforge.evaluation.executors import AsyncioExecutor, ProcessExecutor, split_slots
 from agentforge.evaluation.report import TaskResult
 from agentforge.runtime.workflow import Workflow
-
-CALC_WORKFLOW = """
-version: 1
-name: calc
-inputs: {expression: str}
-outputs: {answer: float}
-nodes:
-  - {id: calc, kind: tool, tool: calculator, args: {expression: "{expression}"}, inputs: [expression],
-     outputs: {answer: float}}
-"""
+from tests.unit.calc_job import calc_setup, write_env
 
 # Each episode runs a sandboxed interpreter that sleeps, so episodes overlap and take real time.
 SLOW_WORKFLOW = """
@@ -42,37 +33,16 @@ nodes:
      inputs: [expression, delay], outputs: {answer: float}}
 """
 
-ENV_YAML = """
-version: 1
-kind: env
-name: {name}
-source: {{type: jsonl, path: {name}.jsonl, input_fields: [{fields}], answer_field: answer}}
-metric: numeric
-splits: {{train: 0.5, val: 0.5}}
-seed: 0
-"""
-
-
 @pytest.fixture(scope="module")
 def executor() -> Iterator[ProcessExecutor]:
     with ProcessExecutor(workers=2) as started:
         yield started
 
 
-def calc_setup(tmp: Path) -> tuple[Workflow, Path]:
-    rows = [{"id": f"e{i}", "expression": f"{i} * 7 + 1", "answer": i * 7 + 1 + (i % 3 == 0)} for i in range(24)]
-    (tmp / "calc.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    env_path = tmp / "calc.yaml"
-    env_path.write_text(textwrap.dedent(ENV_YAML.format(name="calc", fields="expression")))
-    (tmp / "calc_wf.yaml").write_text(textwrap.dedent(CALC_WORKFLOW))
-    return Workflow.from_yaml(tmp / "calc_wf.yaml"), env_path
-
-
 def slow_setup(tmp: Path, n: int, delay: float) -> tuple[Workflow, Path]:
-    rows = [{"id": f"s{i}", "expression": f"{i} + 1", "delay": delay, "answer": i + 1} for i in range(n)]
-    (tmp / "slow.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    env_path = tmp / "slow.yaml"
-    env_path.write_text(textwrap.dedent(ENV_YAML.format(name="slow", fields="expression, delay")))
+    rows: list[dict[str, object]] = [
+        {"id": f"s{i}", "expression": f"{i} + 1", "delay": delay, "answer": i + 1} for i in range(n)]
+    env_path = write_env(tmp, "slow", "expression, delay", rows)
     (tmp / "slow_wf.yaml").write_text(textwrap.dedent(SLOW_WORKFLOW))
     return Workflow.from_yaml(tmp / "slow_wf.yaml"), env_path
 

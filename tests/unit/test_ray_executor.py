@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,23 +12,12 @@ import pytest
 from agentforge.errors import ConfigError
 from agentforge.evaluation.evaluator import evaluate
 from agentforge.evaluation.executors import AsyncioExecutor, RayExecutor
-from agentforge.runtime.workflow import Workflow
+from tests.unit.calc_job import CALC_MEAN_SCORE, calc_setup
 
 # Set before Ray loads its constants: a local cluster on loopback only, no usage reporting.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ray = pytest.importorskip("ray")
-
-WORKFLOW = """
-version: 1
-name: calc
-inputs: {expression: str}
-outputs: {answer: float}
-nodes:
-  - {id: calc, kind: tool, tool: calculator, args: {expression: "{expression}"}, inputs: [expression],
-     outputs: {answer: float}}
-"""
-
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
@@ -38,33 +26,15 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
-def make_env(tmp: Path) -> Path:
-    rows = [{"id": f"e{i}", "expression": f"{i} * 7 + 1", "answer": i * 7 + 1 + (i % 3 == 0)} for i in range(24)]
-    (tmp / "calc.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    path = tmp / "calc.yaml"
-    path.write_text(textwrap.dedent("""
-        version: 1
-        kind: env
-        name: calc
-        source: {type: jsonl, path: calc.jsonl, input_fields: [expression], answer_field: answer}
-        metric: numeric
-        splits: {train: 0.5, val: 0.5}
-        seed: 0
-    """))
-    return path
-
-
 def test_ray_workers_rebuild_the_job_and_match_the_asyncio_results(tmp_path: Path, local_ray: None) -> None:
-    env_path = make_env(tmp_path)
-    (tmp_path / "calc_wf.yaml").write_text(textwrap.dedent(WORKFLOW))
-    wf = Workflow.from_yaml(tmp_path / "calc_wf.yaml")
+    wf, env_path = calc_setup(tmp_path)
     local = evaluate(wf, str(env_path), split=None, executor=AsyncioExecutor(), concurrency=4)
     remote = evaluate(wf, str(env_path), split=None, executor=RayExecutor(num_workers=2, chunk_size=5),
                       concurrency=4)
     assert remote.executor == "ray"
     assert [r.task_id for r in remote.results] == [r.task_id for r in local.results]
     assert remote.scores == local.scores
-    assert remote.mean_score == pytest.approx(16 / 24)  # every third answer in the file is off by one
+    assert remote.mean_score == pytest.approx(CALC_MEAN_SCORE)  # every third answer in the file is off by one
     workers = ray.nodes()
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in workers)
     # Each episode's traces come back from the workers into this evaluation's traces.jsonl.
@@ -80,8 +50,7 @@ def test_ray_workers_rebuild_the_job_and_match_the_asyncio_results(tmp_path: Pat
 def test_ray_needs_an_environment_it_can_rebuild(tmp_path: Path, local_ray: None) -> None:
     from agentforge.envs.registry import load_env
 
-    env = load_env(make_env(tmp_path))
-    (tmp_path / "calc_wf.yaml").write_text(textwrap.dedent(WORKFLOW))
-    wf = Workflow.from_yaml(tmp_path / "calc_wf.yaml")
+    wf, env_path = calc_setup(tmp_path)
+    env = load_env(env_path)
     with pytest.raises(ConfigError, match="YAML path or a built-in name"):
         evaluate(wf, env, split=None, executor=RayExecutor(num_workers=2))
