@@ -30,3 +30,17 @@ def test_sql_agent_solves_some_multi_turn_database_tasks() -> None:
     solved = [r for r in report.results if r.score == 1.0]
     assert all(r.actions[-1].lower().startswith("answer") for r in solved)
     assert any(a.lower().startswith("query") for r in solved for a in r.actions)
+
+
+def test_worker_processes_each_run_the_local_model_and_agree_with_one_process() -> None:
+    from agentforge.evaluation.executors import ProcessExecutor
+
+    wf = Workflow.from_yaml(WORKFLOWS / "word_problems.yaml")
+    with ProcessExecutor(workers=2) as pool:
+        report = evaluate(wf, "arithmetic", split="val", limit=6, concurrency=2, executor=pool)
+        assert set(pool.placements.values()) == set(pool.pids)  # both workers ran the model
+    assert report.executor == "processes" and report.errors == 0
+    assert report.mean_score > 0 and report.llm_calls == 6
+    # Same prompts at temperature 0 in this process: served by the cache the workers wrote, same scores.
+    local = evaluate(wf, "arithmetic", split="val", limit=6, concurrency=2)
+    assert local.cached_calls == 6 and local.scores == report.scores
