@@ -80,6 +80,17 @@ class Session(ABC):
         run_sync(self.aclose())
 
 
+def check_step(env_name: str, task: Task | None, done: bool, action: object) -> None:
+    """What every session checks before a step, local or remote: reset first, not after the end, text only."""
+    if task is None:
+        raise EnvError(f"{env_name}: step before reset", env=env_name)
+    if done:
+        raise EnvError(f"{env_name}: the episode of task '{task.id}' has finished; reset first",
+                       env=env_name, task=task.id)
+    if not isinstance(action, str):
+        raise EnvError(f"{env_name}: an action must be text, got {type(action).__name__}", env=env_name)
+
+
 class LocalSession(Session):
     """A session whose environment runs in this process. Subclasses implement ``_reset``/``_step``.
 
@@ -112,14 +123,8 @@ class LocalSession(Session):
         return self._reset(self.task)
 
     def step(self, action: str) -> StepResult:
-        if self.task is None:
-            raise EnvError(f"{self.env.name}: step before reset", env=self.env.name)
-        if self.done:
-            raise EnvError(f"{self.env.name}: the episode of task '{self.task.id}' has finished; reset first",
-                           env=self.env.name, task=self.task.id)
-        if not isinstance(action, str):
-            raise EnvError(f"{self.env.name}: an action must be text, got {type(action).__name__}",
-                           env=self.env.name)
+        check_step(self.env.name, self.task, self.done, action)
+        assert self.task is not None
         self.steps += 1
         result = self._step(action)
         if not result.done and self.steps >= self.env.max_steps:

@@ -46,7 +46,17 @@ import httpx
 
 from agentforge.envs._transport import StreamTransport
 from agentforge.envs.actions import get_adapter
-from agentforge.envs.base import SPLITS, Environment, Observation, Session, Split, StepResult, Task, assign_splits
+from agentforge.envs.base import (
+    SPLITS,
+    Environment,
+    Observation,
+    Session,
+    Split,
+    StepResult,
+    Task,
+    assign_splits,
+    check_step,
+)
 from agentforge.envs.profiles import Profile, get_profile
 from agentforge.errors import EnvError, EnvServerError
 from agentforge.logs import get_logger
@@ -559,14 +569,7 @@ class RemoteSession(Session):
         return obs
 
     def _op_step(self, action: str) -> _Op[StepResult]:
-        if self.task is None or self.instance is None:
-            raise EnvError(f"{self.env.name}: step before reset", env=self.env.name)
-        if self.done:
-            raise EnvError(f"{self.env.name}: the episode of task '{self.task.id}' has finished; reset first",
-                           env=self.env.name, task=self.task.id)
-        if not isinstance(action, str):
-            raise EnvError(f"{self.env.name}: an action must be text, got {type(action).__name__}",
-                           env=self.env.name)
+        check_step(self.env.name, self.task if self.instance is not None else None, self.done, action)
         parsed = self.env.adapter(action)
         self.steps += 1
         if parsed.action is None:
