@@ -7,28 +7,42 @@ DEMO_PROBLEM ?= A shop sells pens at 17 dollars each. How much do 23 pens cost, 
 BIGBENCH_DIR := .cache/bigbench
 BIGBENCH_TASKS := general_knowledge arithmetic
 
-.PHONY: demo test setup setup-dev lint bench clean bigbench-data
+.PHONY: demo test setup setup-dev lint bench clean bigbench-data sandbox-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 
 # The `local` extra builds llama-cpp-python from source the first time (7-10 min on 2 cores).
-setup: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[local]'
+# `viz` is matplotlib, for `agentforge graph --format png|svg`.
+setup: $(BIN)/python sandbox-deps
+	$(BIN)/python -m pip install --quiet -e '.[local,viz]'
 
-setup-dev: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+setup-dev: $(BIN)/python sandbox-deps
+	$(BIN)/python -m pip install --quiet -e '.[local,viz,dev]'
 
 demo: setup
 	$(BIN)/agentforge run workflows/math_code.yaml --input problem="$(DEMO_PROBLEM)"
 
 lint: setup-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: setup-dev bigbench-data
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	AGENTFORGE_BIGBENCH_DIR=$(CURDIR)/$(BIGBENCH_DIR)/benchmark_tasks $(BIN)/python -m pytest -q -rs
+
+# The sandbox confines generated code with bubblewrap (`bwrap`) and refuses to run code without it
+# (unless AGENTFORGE_SANDBOX=unconfined). Installed here when missing and we are root with apt-get.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "bubblewrap (bwrap) is missing: install it (Debian/Ubuntu: sudo apt-get install bubblewrap;" \
+	      "Fedora: sudo dnf install bubblewrap). Without it generated code is refused." >&2; \
+	  fi; }
 
 # BIG-bench's task files for the real-task test: fetched from PyPI's `bigbench` sdist (358 MB, with
 # the base interpreter's pip: pip >= 26 refuses this sdist), only the tasks the tests read kept, never

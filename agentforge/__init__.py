@@ -15,7 +15,15 @@ _EXPORTS: dict[str, str] = {
     "Workflow": "agentforge.runtime.workflow",
     "RunResult": "agentforge.runtime.workflow",
     "WorkflowSpec": "agentforge.workflow.spec",
-    "Change": "agentforge.workflow.spec",
+    "Change": "agentforge.workflow.edits",
+    "Candidate": "agentforge.workflow.edits",
+    "Edit": "agentforge.workflow.edits",
+    "diff": "agentforge.workflow.edits",
+    "RunStore": "agentforge.runtime.store",
+    "Score": "agentforge.envs.base",
+    "EvalSink": "agentforge.evaluation.evaluator",
+    "TraceSink": "agentforge.evaluation.evaluator",
+    "TaskError": "agentforge.evaluation.report",
     "load_spec": "agentforge.workflow.loader",
     "spec_from_text": "agentforge.workflow.loader",
     "find_problems": "agentforge.workflow.validate",
@@ -52,10 +60,13 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AgentforgeError",
+    "Candidate",
     "Change",
+    "Edit",
     "EnvError",
     "Environment",
     "EvalReport",
+    "EvalSink",
     "Gateway",
     "InputError",
     "LLMError",
@@ -65,19 +76,24 @@ __all__ = [
     "NodeError",
     "Observation",
     "RunResult",
+    "RunStore",
+    "Score",
     "ScriptedModel",
     "Session",
     "Settings",
     "SpecError",
     "StepResult",
     "Task",
+    "TaskError",
     "TaskResult",
     "Tool",
     "ToolRegistry",
     "Trace",
+    "TraceSink",
     "Workflow",
     "WorkflowSpec",
     "aevaluate",
+    "diff",
     "evaluate",
     "find_problems",
     "get_settings",
@@ -105,17 +121,19 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentforge.config import Settings, get_settings, use_settings
-    from agentforge.envs.base import Environment, Observation, Session, StepResult, Task
+    from agentforge.envs.base import Environment, Observation, Score, Session, StepResult, Task
     from agentforge.envs.registry import load_env
     from agentforge.errors import AgentforgeError, EnvError, InputError, LLMError, NodeError, SpecError
-    from agentforge.evaluation.evaluator import aevaluate, evaluate
-    from agentforge.evaluation.report import EvalReport, TaskResult
+    from agentforge.evaluation.evaluator import EvalSink, TraceSink, aevaluate, evaluate
+    from agentforge.evaluation.report import EvalReport, TaskError, TaskResult
     from agentforge.llm.base import LLMRequest, LLMResponse, Message
     from agentforge.llm.gateway import Gateway
     from agentforge.llm.scripted import ScriptedModel, register_script
+    from agentforge.runtime.store import RunStore
     from agentforge.runtime.trace import Trace
     from agentforge.runtime.workflow import RunResult, Workflow
     from agentforge.tools.base import Tool, ToolRegistry, tool
+    from agentforge.workflow.edits import Candidate, Change, Edit, diff
     from agentforge.workflow.loader import load_spec, spec_from_text
-    from agentforge.workflow.spec import Change, WorkflowSpec
+    from agentforge.workflow.spec import WorkflowSpec
     from agentforge.workflow.validate import find_problems

@@ -50,11 +50,22 @@ class Settings(BaseModel):
     model_dir: Path | None = Field(default=None, description="Where the local GGUF is assembled; home/models.")
     runs_dir: Path = Path("runs")
     cache_enabled: bool = True
+    cache_sampling: bool = Field(
+        default=False,
+        description="Also cache unseeded calls at temperature > 0 during evaluations; repeated evaluations then "
+                    "replay the same samples instead of drawing new ones.")
     default_concurrency: int = Field(default=4, gt=0)
     max_retries: int = Field(default=3, ge=0)
     eval_gc_threshold: int = Field(
         default=20_000, ge=0,
         description="Python's first-generation GC threshold while an evaluation runs; 0 leaves it as it is.")
+    eval_history_tokens: int = Field(
+        default=2000, gt=0,
+        description="The most tokens (estimated as characters/4) of past steps a multi-turn policy is shown.")
+    max_workflow_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="The largest workflow file read, in bytes (4 MiB).")
+    max_workflow_nodes: int = Field(
+        default=20_000, gt=0, description="The most nodes one workflow file may have.")
     models: dict[str, ModelAlias] = Field(default_factory=dict)
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
 
@@ -71,16 +82,28 @@ class Settings(BaseModel):
         return {**base, **self.models}
 
 
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _from_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from agentforge._yaml import parse_yaml
+    from agentforge.errors import SpecError
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)  # never more: a device or a pipe may not end
+        if len(raw) > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: a settings file is at most {_MAX_CONFIG_BYTES:,} bytes")
+        data = parse_yaml(raw.decode("utf-8"), file=str(path)).data or {}
+    except SpecError as exc:  # malformed or hostile YAML (aliases that expand too far, ...)
+        raise ConfigError("; ".join(p.render() for p in exc.problems)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the settings file: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config file must be a mapping")
     models = data.get("models") or {}
+    if not isinstance(models, dict):
+        raise ConfigError(f"{path}: 'models' must be a mapping of alias -> model string or settings")
     data["models"] = {k: ({"model": v} if isinstance(v, str) else v) for k, v in models.items()}
     return data
 
@@ -102,6 +125,8 @@ def load_settings(cwd: Path | None = None) -> Settings:
         data["runs_dir"] = env["AGENTFORGE_RUNS"]
     if env.get("AGENTFORGE_CACHE", "").lower() in ("0", "false", "off", "no"):
         data["cache_enabled"] = False
+    if "AGENTFORGE_CACHE_SAMPLING" in env:
+        data["cache_sampling"] = env["AGENTFORGE_CACHE_SAMPLING"].lower() in ("1", "true", "on", "yes")
     local = dict(data.get("local") or {})
     if "AGENTFORGE_LOCAL_MODEL_PATH" in env:
         local["path"] = env["AGENTFORGE_LOCAL_MODEL_PATH"]

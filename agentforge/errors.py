@@ -16,6 +16,7 @@ boundary that calls them, with ``raise ... from exc`` so the original stays atta
     │   └── OutputError             the reply could not be parsed into the declared types
     ├── ToolError                   a tool failed (inside a ReAct loop it becomes an observation)
     ├── SandboxError                generated code could not be run
+    │   └── SandboxUnavailable      no confinement here (bubblewrap missing) and no explicit opt-out
     ├── WeightsError                the local model file is missing or its sha256 does not match
     ├── EnvError                    an environment refused a call (unknown task, step after done, ...)
     │   └── EnvServerError          a remote environment server is down, slow, or answered garbage
@@ -127,6 +128,10 @@ class ToolError(AgentforgeError):
 
 class SandboxError(AgentforgeError):
     code = "sandbox_error"
+
+
+class SandboxUnavailable(SandboxError):
+    code = "sandbox_unavailable"
 
 
 class WeightsError(AgentforgeError):

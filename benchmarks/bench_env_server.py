@@ -1,16 +1,14 @@
 """Environment server throughput: steps per second through agentforge's HTTP server and client.
 
 A trivial environment (instant steps; an episode ends after 50 steps) is served by
-``agentforge.envs.server`` on 127.0.0.1, and 32 concurrent sessions play it until a fixed number of
+``agentforge.envs.remote.server`` on 127.0.0.1, and 32 concurrent sessions play it until a fixed number of
 steps (20,000 by default) is done. Each configuration is measured side by side in one run:
 
-* ``client/server-process``: the ``RemoteSession`` client, the server in a separate process (the
-  real deployment shape: the client and the server each have a core). The headline.
-* ``client-stock-httpx-pool/server-process``: the same client on httpx's default connection pool
-  (what ``RemoteEnv`` used before it got its own transport), for the record;
-* ``raw-httpx/server-process``: the same traffic from bare ``httpx.AsyncClient`` calls (default
-  pool), and ``raw-httpx+stream-transport/server-process`` with the client's transport, to show
-  what ``RemoteSession``'s own layers cost;
+* ``client/server-process``: the ``RemoteSession`` client (on aiohttp), the server in a separate
+  process (the real deployment shape: the client and the server each have a core). The headline.
+* ``raw-aiohttp/server-process``: the same traffic from bare ``aiohttp`` calls, to show what
+  ``RemoteSession``'s own layers cost, and ``raw-httpx/server-process`` from bare
+  ``httpx.AsyncClient`` calls (its stock transport), the other well-kept client, for the record;
 * ``client/server-thread``: the ``RemoteSession`` client with the server in a thread of the same
   process (one interpreter, one GIL: the harder case, as in the tests).
 
@@ -105,28 +103,10 @@ async def drive(total: int, concurrency: int, play: Callable[[int, int], Awaitab
             "ratio_to_target": round(steps / wall / TARGET, 2), "pass": steps / wall >= TARGET}
 
 
-def stock_pool_env() -> type:
-    """RemoteEnv on httpx's default pool (httpcore), for comparison with its own transport."""
-    import httpx
+async def run_client(url: str, total: int, concurrency: int) -> dict[str, Any]:
+    from agentforge.envs.remote.client import RemoteEnv
 
-    from agentforge.envs.http import RemoteEnv
-
-    class StockPoolEnv(RemoteEnv):
-        def _aclient(self) -> httpx.AsyncClient:
-            loop = asyncio.get_running_loop()
-            client = self._aclients.get(loop)
-            if client is None:
-                client = self._aclients[loop] = httpx.AsyncClient(**self._client_options())
-            return client
-
-    return StockPoolEnv
-
-
-async def run_client(url: str, total: int, concurrency: int, stock_pool: bool = False) -> dict[str, Any]:
-    from agentforge.envs.http import RemoteEnv
-
-    cls = stock_pool_env() if stock_pool else RemoteEnv
-    env = await cls.aopen(url, timeout=30, retries=0, max_connections=max(64, concurrency))
+    env = await RemoteEnv.aopen(url, timeout=30, retries=0, max_connections=max(64, concurrency))
 
     async def play(worker: int, budget: int) -> int:
         session = env.session()
@@ -149,15 +129,12 @@ async def run_client(url: str, total: int, concurrency: int, stock_pool: bool = 
         await env.aclose()
 
 
-async def run_raw(url: str, total: int, concurrency: int, stream_transport: bool = False) -> dict[str, Any]:
+async def run_raw(url: str, total: int, concurrency: int) -> dict[str, Any]:
     import httpx
-
-    from agentforge.envs._transport import StreamTransport
 
     size = max(64, concurrency)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    transport = StreamTransport(size) if stream_transport else None
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, transport=transport) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
         async def play(worker: int, budget: int) -> int:
             sid = (await client.post("/create", json={})).json()["id"]
@@ -170,6 +147,35 @@ async def run_raw(url: str, total: int, concurrency: int, stream_transport: bool
                 if response.json()["done"]:
                     await client.post("/reset", json={"id": sid, "data_idx": worker % 64})
             await client.post("/close", json={"id": sid})
+            return steps
+
+        return await drive(total, concurrency, play)
+
+
+async def run_aiohttp(url: str, total: int, concurrency: int) -> dict[str, Any]:
+    """The same traffic from bare ``aiohttp`` calls: the candidate to replace the custom transport."""
+    import aiohttp
+
+    size = max(64, concurrency)
+    connector = aiohttp.TCPConnector(limit=size, limit_per_host=size)
+    async with aiohttp.ClientSession(base_url=url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as client:
+
+        async def post(path: str, body: dict[str, Any]) -> Any:
+            async with client.post(path, json=body) as response:
+                response.raise_for_status()
+                return await response.json()
+
+        async def play(worker: int, budget: int) -> int:
+            sid = (await post("/create", {}))["id"]
+            await post("/reset", {"id": sid, "data_idx": worker % 64})
+            steps = 0
+            while steps < budget:
+                result = await post("/step", {"id": sid, "action": "tick"})
+                steps += 1
+                if result["done"]:
+                    await post("/reset", {"id": sid, "data_idx": worker % 64})
+            await post("/close", {"id": sid})
             return steps
 
         return await drive(total, concurrency, play)
@@ -205,7 +211,7 @@ def machine() -> dict[str, Any]:
 
 
 def serve_forever(port: int) -> None:
-    from agentforge.envs.server import serve
+    from agentforge.envs.remote.server import serve
 
     serve(TickEnv(), port=port, log_level="warning", access_log=False)
 
@@ -215,6 +221,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="2,000 steps: a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
     if args.serve:
@@ -222,7 +229,7 @@ def main() -> None:
         return
     total = 2_000 if args.quick else args.steps
 
-    from agentforge.envs.server import serve_in_thread
+    from agentforge.envs.remote.server import serve_in_thread
 
     runs: dict[str, Any] = {}
     port = free_port()
@@ -233,9 +240,8 @@ def main() -> None:
         asyncio.run(run_client(url, min(total, 1000), args.concurrency))  # warm-up
         jobs: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
             "client/server-process": lambda: run_client(url, total, args.concurrency),
-            "client-stock-httpx-pool/server-process": lambda: run_client(url, total, args.concurrency, True),
+            "raw-aiohttp/server-process": lambda: run_aiohttp(url, total, args.concurrency),
             "raw-httpx/server-process": lambda: run_raw(url, total, args.concurrency),
-            "raw-httpx+stream-transport/server-process": lambda: run_raw(url, total, args.concurrency, True),
         }
         for name, job in jobs.items():
             server_cpu, client_cpu = process_cpu(server.pid), time.process_time()
@@ -259,25 +265,24 @@ def main() -> None:
         "benchmark": "env_server",
         "steps": total, "concurrency": args.concurrency, "episode_steps": EPISODE, "target_steps_per_s": TARGET,
         "runs": runs,
-        "speedup_vs_stock_httpx_pool": round(headline["steps_per_s"]
-                                             / runs["client-stock-httpx-pool/server-process"]["steps_per_s"], 2),
-        # RemoteSession's own layers (profile parsing, models, retries) against bare httpx calls on the
-        # same transport, in client CPU per step: wall time on this shared machine is too noisy for that.
+        "speedup_vs_raw_httpx": round(headline["steps_per_s"] / runs["raw-httpx/server-process"]["steps_per_s"], 2),
+        # RemoteSession's own layers (profile parsing, models, retries) against bare calls on the same client
+        # library, in client CPU per step: wall time on this shared machine is too noisy for that.
         "client_cpu_us_per_step": {
             "RemoteSession": headline["client_cpu_us_per_step"],
-            "raw httpx, same transport": runs["raw-httpx+stream-transport/server-process"]["client_cpu_us_per_step"],
-            "raw httpx, default pool": runs["raw-httpx/server-process"]["client_cpu_us_per_step"],
+            "raw aiohttp": runs["raw-aiohttp/server-process"]["client_cpu_us_per_step"],
+            "raw httpx, stock transport": runs["raw-httpx/server-process"]["client_cpu_us_per_step"],
         },
         "pass": headline["pass"],
         "machine": machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, run in runs.items():
         mark = "pass" if run["pass"] else "FAIL"
         sys.stdout.write(f"{name:44s} {run['steps']:6d} steps in {run['wall_s']:6.2f} s = "
                          f"{run['steps_per_s']:8.1f} steps/s ({run['ratio_to_target']:.2f}x target) {mark}\n")
-    sys.stdout.write(f"wrote {RESULTS.relative_to(ROOT)}\n")
+    sys.stdout.write(f"wrote {args.out}\n")
 
 
 if __name__ == "__main__":

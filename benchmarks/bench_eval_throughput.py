@@ -11,7 +11,7 @@ Measured side by side in one run, against the same stub:
     workers), first run and fully cached re-run (zero HTTP calls wanted, >= 1,000 tasks/s).
 
     .venv/bin/python benchmarks/bench_eval_throughput.py [--tasks 1000] [--concurrency 32] [--delay 0.2]
-                                                          [--repeats 3] [--workers 2] [--ray]
+                                                          [--repeats 3] [--workers 2] [--ray] [--out PATH]
 """
 
 from __future__ import annotations
@@ -187,12 +187,12 @@ async def measure(args: argparse.Namespace, port: int, home: Path) -> dict[str, 
     os.environ.setdefault("OPENAI_API_KEY", "sk-stub")
     gateway = Gateway(settings)
     wf = Workflow(spec_from_text(WORKFLOW), settings=settings, gateway=gateway)
-    await aevaluate(wf, write_env(home, "warm", conc), split="val", concurrency=conc, save_traces=False)
+    await aevaluate(wf, write_env(home, "warm", conc), split="val", concurrency=conc)
 
     async def timed(env_ref: str, executor: Any = None) -> tuple[float, Any, int]:
         before = stub_calls(port)
         started = time.perf_counter()
-        report = await aevaluate(wf, env_ref, split="val", concurrency=conc, save_traces=False, executor=executor)
+        report = await aevaluate(wf, env_ref, split="val", concurrency=conc, executor=executor)
         return time.perf_counter() - started, report, stub_calls(port) - before
 
     env_a = write_env(home, "asyncio", n)
@@ -232,12 +232,11 @@ async def measure_ray(args: argparse.Namespace, port: int, home: Path, wf: Any, 
     from agentforge.evaluation.executors import RayExecutor
 
     executor = RayExecutor(num_workers=args.workers)
-    executor._ray()  # start the cluster outside the timing
+    executor.connect()  # start the cluster outside the timing
     env_ref = write_env(home, "ray", args.tasks)
     before = stub_calls(port)
     started = time.perf_counter()
-    report = await aevaluate(wf, env_ref, split="val", concurrency=args.concurrency, executor=executor,
-                             save_traces=False)
+    report = await aevaluate(wf, env_ref, split="val", concurrency=args.concurrency, executor=executor)
     wall = time.perf_counter() - started
     import ray
 
@@ -299,6 +298,7 @@ def main() -> None:
     parser.add_argument("--gc-threshold", type=int, default=None,
                         help="Settings.eval_gc_threshold for the agentforge rows (default: the setting's default)")
     parser.add_argument("--ray", action="store_true", help="also measure the first run on local Ray workers")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from machine import machine_info
@@ -320,12 +320,12 @@ def main() -> None:
               "repeats": args.repeats, "price": PRICE,
               "eval_gc_threshold": settings_default_gc() if args.gc_threshold is None else args.gc_threshold,
               "rows": rows, **summarise(args, rows), "machine": info}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, row in rows.items():
         extra = f"  ({row['http_calls']} HTTP calls, {row['errors']} errors)" if "http_calls" in row else ""
         sys.stdout.write(f"{name:44s} {row['tasks_per_s']:8.1f} tasks/s  {row['fraction_of_ideal']:6.1%}{extra}\n")
-    sys.stdout.write(f"targets: {result['targets']}\nwritten to {RESULTS}\n")
+    sys.stdout.write(f"targets: {result['targets']}\nwritten to {args.out}\n")
 
 
 if __name__ == "__main__":

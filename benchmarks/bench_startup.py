@@ -1,4 +1,5 @@
-"""Start-up costs: ``import agentforge``, ``agentforge validate`` (50 nodes), ``agentforge --help``.
+"""Start-up costs: ``import agentforge``, ``agentforge validate`` (50 nodes), ``agentforge --help``;
+and validation at scale: chains of 1,000 to 10,000 nodes, and an alias bomb it must refuse.
 
 Every measurement is a fresh process, so it includes the interpreter's own start-up; the commands
 run round-robin (one of each, then the next round) so machine noise spreads over all of them. Also
@@ -34,6 +35,7 @@ CLI = ROOT / ".venv" / "bin" / "agentforge"
 
 TARGET_IMPORT_S = 0.5
 TARGET_VALIDATE_S = 0.5
+TARGET_CHAIN_10000_S = 2.0
 # Libraries that must stay out of `import agentforge` (DESIGN.md: measured import costs).
 MUST_NOT_IMPORT = ("litellm", "langgraph", "llama_cpp", "networkx", "chromadb", "textgrad", "dspy", "torch")
 ALSO_REPORTED = ("pydantic", "yaml", "structlog", "typer", "rich", "numpy", "httpx", "aiosqlite")
@@ -130,6 +132,49 @@ def workflow_50() -> str:
     return "\n".join(lines) + "\n"
 
 
+def workflow_chain(n: int) -> str:
+    """A chain of ``n`` agents, each reading the previous one's output (the shape that was quadratic)."""
+    lines = ["version: 1", "kind: workflow", f"name: chain-{n}", "inputs: {x0: str}", f"outputs: {{x{n}: str}}",
+             "nodes:"]
+    for i in range(1, n + 1):
+        lines += [f"  - id: n{i}", "    kind: agent", f"    inputs: [x{i - 1}]", f"    outputs: {{x{i}: str}}"]
+    lines.append("edges:")
+    lines += [f"  - {{from: n{i}, to: n{i + 1}}}" for i in range(1, n)]
+    return "\n".join(lines) + "\n"
+
+
+def alias_bomb() -> str:
+    """Nine levels of nine aliases ("billion laughs"): 387 million values if it were built."""
+    lines = ["version: 1", "kind: workflow", "name: lol", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return "\n".join(lines) + "\nnodes: [{id: a, kind: agent}]\n"
+
+
+SCALE_SIZES = (1_000, 2_000, 4_000, 10_000)
+
+
+def scale(tmp: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
+    """``agentforge validate`` wall time (whole process) on long chains, and on an alias bomb it refuses."""
+    cases: dict[str, tuple[Path, int]] = {}
+    for n in SCALE_SIZES:
+        path = tmp / f"chain_{n}.yaml"
+        path.write_text(workflow_chain(n), encoding="utf-8")
+        cases[f"chain_{n}"] = (path, 0)
+    bomb = tmp / "alias_bomb.yaml"
+    bomb.write_text(alias_bomb(), encoding="utf-8")
+    cases["alias_bomb"] = (bomb, 2)
+    out: dict[str, Any] = {}
+    for name, (path, expected) in cases.items():
+        walls = []
+        for _ in range(max(1, min(runs, 3))):
+            wall, proc = _run([str(CLI), "validate", str(path)], tmp, env)
+            if proc.returncode != expected:
+                raise RuntimeError(f"validate {name} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+            walls.append(wall)
+        out[name] = {"cli_wall_s": _median(walls), "bytes": path.stat().st_size, "exit": expected}
+    return out
+
+
 # -- measurement -------------------------------------------------------------------------------------
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
@@ -192,6 +237,7 @@ def run(runs: int) -> dict[str, Any]:
         validate_profile = _importtime([str(PYTHON), "-X", "importtime", "-c", CLI_IMPORTTIME, "validate",
                                         str(workflow)], tmp, env)
         workflow_text = workflow.read_text(encoding="utf-8")
+        scaled = scale(tmp, env, runs)
 
     imports = outputs["import_agentforge"]
     loaded = imports[-1]["loaded"]
@@ -199,6 +245,7 @@ def run(runs: int) -> dict[str, Any]:
     import_s = _median([o["import_s"] for o in imports])
     validate_wall = _median(walls["cli_validate_50"])
     inproc = outputs["validate_in_process"]
+    chain_wall = scaled["chain_10000"]["cli_wall_s"]
     return {
         "benchmark": "startup",
         "description": "Fresh-process start-up: import, --help, validate on a generated 50-node workflow.",
@@ -231,7 +278,10 @@ def run(runs: int) -> dict[str, Any]:
             },
             "slowest_imports": validate_profile,
         },
+        "scale": scaled,
         "targets": {
+            "validate_10000_chain_wall_s": {"target": TARGET_CHAIN_10000_S, "value": chain_wall,
+                                            "pass": chain_wall <= TARGET_CHAIN_10000_S},
             "import_s": {"target": TARGET_IMPORT_S, "value": import_s, "pass": import_s <= TARGET_IMPORT_S},
             "import_has_no_heavy_modules": {"target": list(MUST_NOT_IMPORT), "value": heavy_loaded,
                                             "pass": not heavy_loaded},
@@ -254,6 +304,8 @@ def render_table(report: dict[str, Any]) -> str:
         ("  in process: first load + check", inproc["first_load_s"] + inproc["first_check_s"]),
         ("  in process: warm load + check", inproc["warm_load_s"] + inproc["warm_check_s"]),
     ]
+    rows += [(f"agentforge validate, {name.replace('_', ' ')} (process, exit {c['exit']})", c["cli_wall_s"])
+             for name, c in report["scale"].items()]
     lines = [f"{label:<45} {value:8.3f} s" for label, value in rows]
     lines.append(f"heavy modules imported by 'import agentforge': {i['heavy_loaded'] or 'none'}")
     for name, t in report["targets"].items():

@@ -27,6 +27,8 @@ def run_benchmarks(with_local: bool, quick: bool) -> list[str]:
         ("bench_engine", ["--quick"] if quick else []),
         ("bench_startup", ["--runs", "3"] if quick else []),
         ("bench_env_server", []),
+        ("bench_worker_death", []),
+        ("bench_sandbox", ["--runs", "10"] if quick else []),
         ("bench_eval_throughput", ["--tasks", "300", "--repeats", "1"] if quick else []),
     ]
     if with_local:
@@ -301,13 +303,70 @@ def eval_throughput_section(data: dict[str, Any] | None) -> list[str]:
     return [*lines, "", _machine(data.get("machine", {})), ""]
 
 
+def worker_death_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Process pool: when a worker dies", ""]
+    if not data:
+        return [*lines, "No results yet: run `benchmarks/bench_worker_death.py`.", ""]
+    std, ours = data["concurrent.futures.ProcessPoolExecutor"], data["agentforge ProcessExecutor"]
+    lines += [
+        f"{data['workers']} worker processes, {data['tasks']} tasks of {data['task_s']} s; after the first result "
+        "one worker is killed with SIGKILL.",
+        "",
+    ]
+    rows = [[name, str(row["failed"]), str(row["finished"]), "yes" if row["pool_usable_after"] else "no"]
+            for name, row in (("concurrent.futures.ProcessPoolExecutor", std), ("agentforge ProcessExecutor", ours))]
+    lines += _table(["pool", "tasks failed", "tasks finished", "usable for the next evaluation"], rows)
+    lines += [
+        "",
+        "Why the process executor is not built on `concurrent.futures.ProcessPoolExecutor`: when one worker dies, "
+        "the library marks the whole pool broken, terminates the surviving workers and fails every pending "
+        "future, queued ones included, and the pool cannot be used again; it also runs one call per worker at a "
+        "time and cannot stream results from inside a call, so concurrent episodes per worker would need a side "
+        "channel anyway. `multiprocessing.Pool` loses the task of a dead worker without a word (its result never "
+        "arrives). So `evaluation/executors/processes.py` keeps a small pool of its own on `multiprocessing` "
+        "primitives (spawned processes, one command and one reply `Connection` each, read from the asyncio loop "
+        "with no helper threads): a dead worker fails only the episodes it was running and its share of the "
+        "concurrency passes to a survivor.",
+    ]
+    return [*lines, ""]
+
+
+def sandbox_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Sandbox start-up: what confinement costs per run", ""]
+    if not data:
+        return [*lines, "No results yet: run `benchmarks/bench_sandbox.py`.", ""]
+    lines += [
+        f"Fresh processes printing `1`, median of {data['runs']}, variants interleaved round-robin. "
+        f"`{data['bwrap_version']}`; the old path is `unshare {data['unshare_flags']}`. "
+        "The bwrap row is the sandbox's whole view (allow-listed mounts, new namespaces, uid 65534, no "
+        "capabilities); the `run_python` rows are a whole sandboxed run (files, bootstrap with limits, output "
+        f"read back){', with the pids cgroup a root caller gets' if data.get('pids_cgroup') else ''}.",
+        "",
+    ]
+    rows = [[name, _num(row["median_ms"], ".1f"), _num(row["p90_ms"], ".1f"), _num(row["min_ms"], ".1f")]
+            for name, row in data["startup"].items()]
+    lines += _table(["variant", "median ms", "p90 ms", "min ms"], rows)
+    added = data["added_over_bare_ms"]
+    lines += [
+        "",
+        f"Added over a bare interpreter (medians): unshare {_num(added['unshare (old path)'], '.1f')} ms, "
+        f"bwrap {_num(added['bwrap (allow-listed view)'], '.1f')} ms; bwrap minus unshare "
+        f"{_num(data['bwrap_minus_unshare_ms'], '.1f')} ms; a whole confined run minus an unconfined one "
+        f"{_num(data['run_python_confined_minus_unconfined_ms'], '.1f')} ms.",
+    ]
+    return [*lines, "", _machine(data.get("machine", {})), ""]
+
+
 def render_readme() -> str:
     engine = _load("engine_overhead.json")
     startup = _load("startup.json")
     local = _load("local_model.json")
     env_server = _load("env_server.json")
     throughput = _load("eval_throughput.json")
-    known = {"engine_overhead.json", "startup.json", "local_model.json", "env_server.json", "eval_throughput.json"}
+    worker_death = _load("worker_death.json")
+    sandbox = _load("sandbox.json")
+    known = {"engine_overhead.json", "startup.json", "local_model.json", "env_server.json", "eval_throughput.json",
+             "worker_death.json", "sandbox.json"}
     others = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in known) if RESULTS.is_dir() else []
     lines = [
         "# Benchmarks",
@@ -341,6 +400,10 @@ def render_readme() -> str:
         "| `results/env_server.json` |",
         "| `bench_eval_throughput.py` | evaluation tasks/s through litellm to a 200 ms stub server, and cached "
         "| `results/eval_throughput.json` |",
+        "| `bench_worker_death.py` | what one killed worker costs: the standard library's process pool vs "
+        "agentforge's | `results/worker_death.json` |",
+        "| `bench_sandbox.py` | per-run start-up of the confined sandbox (bwrap) vs the old unshare path vs a bare "
+        "interpreter | `results/sandbox.json` |",
         "",
     ]
     if engine:
@@ -354,6 +417,8 @@ def render_readme() -> str:
     lines += local_model_section(local)
     lines += env_server_section(env_server)
     lines += eval_throughput_section(throughput)
+    lines += worker_death_section(worker_death)
+    lines += sandbox_section(sandbox)
     if others:
         lines += ["## Other results", "", *[f"- `results/{name}`" for name in others], ""]
     return "\n".join(lines)

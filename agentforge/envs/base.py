@@ -7,12 +7,20 @@ async first; each sync twin drops the ``a``. Open one session per concurrent epi
 
 What the agent may see is the :class:`Observation` (and the environment's instruction). A task's
 ``answer`` and ``meta`` and a step's ``info`` are for metrics, oracles and reports only.
+
+Secrets: ``Environment.secret_fields`` names the ``info`` (and ``meta``) keys that hold gold data
+(``answer`` always; e.g. SQL's ``gold_sql``). The evaluator drops them, at any depth, before a step's
+info becomes evidence, so they never reach a report, a trace or an optimizer's prompt.
+
+Unparsable answers: a metric that could not read an answer from the prediction says so with
+``Score(value=0, parsed=False, feedback="...")``; the environment passes it on as
+``StepResult.parsed=False`` (and the feedback), and the evaluator records a typed
+``unparsable_answer`` error on the task, besides the score of 0.
 """
 
 from __future__ import annotations
 
-import math
-import random
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -43,6 +51,17 @@ class Observation(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict, description="Structured values for workflow inputs.")
 
 
+class Score(BaseModel):
+    """What a metric found: a value in [0, 1] and, where it can say why, feedback an optimizer can learn from
+    (``"expected 12, got 11"``, ``"program printed nothing"``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float
+    feedback: str | None = None
+    parsed: bool = Field(default=True, description="False: no answer could be read from the prediction.")
+
+
 class StepResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -50,6 +69,8 @@ class StepResult(BaseModel):
     reward: float
     done: bool
     info: dict[str, Any] = Field(default_factory=dict, description="Never shown to the agent.")
+    feedback: str | None = Field(default=None, description="Why the step scored as it did (for optimizers).")
+    parsed: bool = Field(default=True, description="False: the metric could not read an answer from the action.")
 
 
 class Session(ABC):
@@ -65,17 +86,17 @@ class Session(ABC):
         return None
 
     def reset(self, task_id: str) -> Observation:
-        from agentforge.runtime.workflow import run_sync
+        from agentforge._sync import run_sync
 
         return run_sync(self.areset(task_id))
 
     def step(self, action: str) -> StepResult:
-        from agentforge.runtime.workflow import run_sync
+        from agentforge._sync import run_sync
 
         return run_sync(self.astep(action))
 
     def close(self) -> None:
-        from agentforge.runtime.workflow import run_sync
+        from agentforge._sync import run_sync
 
         run_sync(self.aclose())
 
@@ -146,6 +167,8 @@ class Environment(ABC):
     instruction: str = ""
     multi_turn: bool = False
     max_steps: int = 1
+    # Keys of ``info``/``meta`` that hold gold data; an environment adds its own to these.
+    secret_fields: frozenset[str] = frozenset({"answer"})
 
     def __init__(self, tasks: Sequence[Task] = ()) -> None:
         self._tasks: dict[str, Task] = {}
@@ -168,6 +191,15 @@ class Environment(ABC):
         except KeyError:
             raise EnvError(f"{self.name}: unknown task id '{task_id}'", env=self.name, task=task_id) from None
 
+    def public(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` (a step's info, a task's meta) without the secret fields, at any depth."""
+        return _without(data, self.secret_fields)
+
+    def public_task(self, task: Task) -> Task:
+        """``task`` as code that writes prompts may see it (a per-task policy, an optimizer): no answer,
+        and its meta without the secret fields."""
+        return task.model_copy(update={"answer": None, "meta": self.public(task.meta)})
+
     @abstractmethod
     def session(self) -> Session:
         """A fresh, independent session (one per concurrent episode)."""
@@ -177,6 +209,20 @@ class Environment(ABC):
         return None
 
 
+def _without(value: Any, secret: frozenset[str]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without(v, secret) for k, v in value.items() if k not in secret}
+    if isinstance(value, list | tuple):
+        return [_without(v, secret) for v in value]
+    return value
+
+
+def split_point(key: str, seed: int = 0) -> float:
+    """Where ``key`` falls in [0, 1) for ``seed``: a hash, so it depends on nothing but the key and the seed."""
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_splits(
     ids: Sequence[str],
     splits: Mapping[str, float | int] | None = None,
@@ -184,34 +230,43 @@ def assign_splits(
 ) -> dict[str, Split]:
     """Deterministically assign ids to train/val/test.
 
-    ``splits`` gives fractions (summing to at most 1) or counts per split; the default is
-    60/20/20. The assignment is a seeded shuffle, so the same ids and seed give the same splits,
-    and ids left over after the sizes are met go to train.
+    ``splits`` gives fractions (summing to at most 1) or counts per split; the default is 60/20/20.
+
+    Fractions: each id goes by its own seeded hash (:func:`split_point`) into test, val or train by
+    cumulative thresholds, so an id's split depends only on the id and the seed. Adding, removing or
+    reordering other tasks moves no task, and val/test tasks never drift into train; the sizes are near
+    the fractions (binomially), not exact. The share left over when fractions sum to less than 1 is train.
+
+    Counts: exact sizes, taken in order of the same hash (test first, then val; the rest train). Adding
+    tasks can move a task across a boundary here, since exact sizes need it; prefer fractions for data that grows.
     """
     splits = dict(splits or {"train": 0.6, "val": 0.2, "test": 0.2})
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise EnvError(f"unknown split name(s) {sorted(unknown)}; use train, val and test")
-    total = len(ids)
     values = list(splits.values())
+    if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in values):
+        raise EnvError(f"split sizes must be non-negative numbers, got {splits}")
+    points = {task_id: split_point(task_id, seed) for task_id in ids}
     if all(isinstance(v, float) for v in values) or any(isinstance(v, float) and v < 1 for v in values):
         if sum(values) > 1.0 + 1e-9:
             raise EnvError(f"split fractions sum to {sum(values):.3f} > 1")
-        # Floor each share so the sizes never exceed the tasks; rounding leftovers go to train below.
-        counts = {name: math.floor(float(frac) * total + 1e-9) for name, frac in splits.items()}
-    else:
-        counts = {name: int(n) for name, n in splits.items()}
+        test_end = float(splits.get("test", 0.0))
+        val_end = test_end + float(splits.get("val", 0.0))
+        return {task_id: "test" if u < test_end else "val" if u < val_end else "train"
+                for task_id, u in points.items()}
+    counts = {name: int(n) for name, n in splits.items()}
+    total = len(points)
     if sum(counts.values()) > total:
         raise EnvError(f"split sizes {counts} need {sum(counts.values())} tasks; only {total} exist")
-    order = list(ids)
-    random.Random(seed).shuffle(order)
+    order = sorted(points, key=lambda task_id: (points[task_id], task_id))
     out: dict[str, Split] = {}
     start = 0
-    for name in SPLITS:
+    for name in ("test", "val", "train"):
         n = counts.get(name, 0)
         for task_id in order[start:start + n]:
             out[task_id] = name
         start += n
-    for task_id in order[start:]:  # rounding leftovers train; they are never evaluated on
+    for task_id in order[start:]:  # ids beyond the counts train; they are never evaluated on
         out[task_id] = "train"
-    return out
+    return {task_id: out[task_id] for task_id in points}

@@ -8,13 +8,13 @@ from typing import Any
 from agentforge.errors import EnvError
 
 BUILTIN_ENVS: dict[str, str] = {
-    "dataset": "agentforge.envs.dataset:DatasetEnv",
-    "bigbench": "agentforge.envs.bigbench:BigBenchEnv",
-    "wordle": "agentforge.envs.wordle:WordleEnv",
-    "maze": "agentforge.envs.maze:MazeEnv",
-    "textcraft": "agentforge.envs.textcraft:TextCraftEnv",
-    "sql": "agentforge.envs.sql:SqlEnv",
-    "todo": "agentforge.envs.todo:TodoEnv",
+    "dataset": "agentforge.envs.datasets.dataset:DatasetEnv",
+    "bigbench": "agentforge.envs.datasets.bigbench:BigBenchEnv",
+    "wordle": "agentforge.envs.games.wordle:WordleEnv",
+    "maze": "agentforge.envs.games.maze:MazeEnv",
+    "textcraft": "agentforge.envs.games.textcraft:TextCraftEnv",
+    "sql": "agentforge.envs.games.sql:SqlEnv",
+    "todo": "agentforge.envs.games.todo:TodoEnv",
 }
 
 

@@ -14,23 +14,22 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from agentforge._yaml import SourceMap, parse_yaml
 from agentforge.envs.base import Environment
 from agentforge.envs.builtin import BUILTIN_ENVS, builtin_class
 from agentforge.envs.spec import BigBenchSource, BuiltinSource, EnvSpec, JsonlSource, RemoteSource, env_spec_from_data
 from agentforge.errors import ConfigError, EnvError, Problem, SpecError
-from agentforge.workflow.loader import SourceMap, parse_yaml
 
 __all__ = ["build_env", "env_dirs", "env_files", "find_env_file", "load_env", "load_env_spec", "repo_envs_dir"]
 
 DEFAULT_SEARCH: tuple[Path, ...] = (Path("envs"),)
+MAX_ENV_FILE_BYTES = 1024 * 1024  # the definition only; the tasks live in their own data files
 _SUFFIXES = (".yaml", ".yml")
 
 
 def repo_envs_dir() -> Path:
     """The ``envs/`` folder next to the ``agentforge`` package (a source checkout or editable install)."""
-    import agentforge
-
-    return Path(agentforge.__file__).resolve().parents[1] / "envs"
+    return Path(__file__).resolve().parents[2] / "envs"
 
 
 def env_dirs(search: Iterable[str | Path] = DEFAULT_SEARCH) -> list[Path]:
@@ -92,11 +91,16 @@ def load_env_spec(path: str | Path) -> tuple[EnvSpec, SourceMap]:
     """Read and validate an environment file; problems are reported with file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_ENV_FILE_BYTES + 1)  # never more: a device or a pipe may not end
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([Problem("environment file not found", file=str(path), code="not_found")]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem(f"cannot read file: {exc}", file=str(path), code="unreadable")]) from exc
+    if len(raw) > MAX_ENV_FILE_BYTES:
+        raise SpecError([Problem(f"an environment file is at most {MAX_ENV_FILE_BYTES:,} bytes", file=str(path),
+                                 line=1, code="too_large", hint="keep the tasks in a JSONL file beside it")])
     source = parse_yaml(text, file=str(path))
     return env_spec_from_data(source.data, source), source
 
@@ -113,7 +117,7 @@ def build_env(spec: EnvSpec, source: SourceMap | None = None) -> Environment:
     if spec.num_tasks is not None:
         common["num_tasks"] = spec.num_tasks
     if isinstance(src, JsonlSource):
-        from agentforge.envs.dataset import DatasetEnv
+        from agentforge.envs.datasets.dataset import DatasetEnv
 
         kwargs = {"path": base / src.path, "metric": spec.metric or "exact_match", "metric_params": spec.metric_params,
                   "input_fields": src.input_fields, "answer_field": src.answer_field, "id_field": src.id_field,
@@ -121,7 +125,7 @@ def build_env(spec: EnvSpec, source: SourceMap | None = None) -> Environment:
                   "instruction": spec.instruction, **common}
         env = _construct(DatasetEnv, kwargs, source, ("source",), "the jsonl source")
     elif isinstance(src, BigBenchSource):
-        from agentforge.envs.bigbench import BigBenchEnv
+        from agentforge.envs.datasets.bigbench import BigBenchEnv
 
         kwargs = {"task": src.task, "path": base / src.path if src.path else None, "subtask": src.subtask,
                   "shuffle_choices": src.shuffle_choices, "metric": spec.metric, "metric_params": spec.metric_params,
@@ -155,10 +159,10 @@ def _remote_kwargs(src: RemoteSource, spec: EnvSpec, common: dict[str, Any]) -> 
 
 def _remote_class() -> Callable[..., Environment]:
     try:
-        from agentforge.envs.http import RemoteEnv
+        from agentforge.envs.remote.client import RemoteEnv
     except ImportError as exc:
-        raise EnvError(f"remote environments need agentforge.envs.http (RemoteEnv), which could not be imported: "
-                       f"{exc}") from exc
+        raise EnvError("remote environments need agentforge.envs.remote.client (RemoteEnv), which could not be "
+                       f"imported: {exc}") from exc
     return RemoteEnv
 
 

@@ -10,11 +10,18 @@
       path: data/arithmetic.jsonl            # relative to this YAML file
       input_fields: [question]
       answer_field: answer
-    metric: numeric                          # jsonl and bigbench only
+    metric: numeric                          # jsonl and bigbench only (bigbench: BIG-bench's own by default)
     metric_params: {rel_tol: 1.0e-6}         # optional keyword arguments of the metric
-    splits: {train: 0.6, val: 0.2, test: 0.2}
+    splits: {train: 0.6, val: 0.2, test: 0.2}  # fractions: a seeded hash of each task's id; counts: exact
     seed: 0
     num_tasks: 100                           # optional: a seeded sample (builtin: how many to generate)
+
+Metrics: ``exact_match``, ``exact_str_match``, ``numeric``, ``numeric_match_with_0_1_relative_error``,
+``token_f1``, ``multiple_choice``, ``code_tests`` (see :mod:`agentforge.envs.datasets.metrics`).
+
+Splits given as fractions put each task in train, val or test by a seeded hash of its id alone, so adding,
+removing or reordering tasks moves no other task (sizes are near the fractions); counts give exact sizes.
+A JSONL line without an id gets one derived from its content, not its line number.
 
 Sources: ``{type: jsonl, path, input_fields, answer_field, id_field, options_field, tests_field}``;
 ``{type: bigbench, task: <name> | path: <task.json or folder>, subtask, shuffle_choices}``;
@@ -29,9 +36,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentforge._yaml import SourceMap, YamlPath, scalar_hint
 from agentforge.envs.base import Split
 from agentforge.errors import Problem, SpecError
-from agentforge.workflow.loader import SourceMap, YamlPath
 
 __all__ = [
     "SOURCE_TYPES",
@@ -127,7 +134,7 @@ class EnvSpec(_Model):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str | None) -> str | None:
-        from agentforge.envs.metrics import METRICS
+        from agentforge.envs.datasets.metrics import METRICS
 
         if value is not None and value not in METRICS:
             close = get_close_matches(value, list(METRICS), n=1)
@@ -216,4 +223,4 @@ def _describe(err: dict[str, Any], loc: YamlPath, data: dict[str, Any]) -> tuple
         name = str(err["loc"][-1]).rstrip("_")
         return f"missing required field '{name}'", f"add '{name}:' here"
     msg = str(err.get("msg") or "invalid value").removeprefix("Value error, ")
-    return msg[0].lower() + msg[1:], None
+    return msg[0].lower() + msg[1:], scalar_hint(etype, err.get("input"))

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Provider kwargs that never change the answer (price, transport, bookkeeping), so they stay out of the
+# cache key; headers may carry credentials. Every other kwarg is sent to the model and keyed.
+UNKEYED_EXTRA = frozenset({
+    "input_cost_per_token", "output_cost_per_token", "extra_headers", "headers", "metadata",
+    "num_retries", "max_retries", "request_timeout",
+})
 
 
 class Message(BaseModel):
@@ -32,17 +40,29 @@ class LLMRequest(BaseModel):
     response_schema: dict[str, Any] | None = Field(default=None, description="Constrain output to this JSON schema.")
     api_base: str | None = None
     api_key: str | None = Field(default=None, repr=False, description="Never part of the cache key.")
-    cache: bool | None = Field(default=None, description="None: cache when temperature is 0.")
+    cache: bool | None = Field(
+        default=None,
+        description="None: the gateway decides (temperature 0; during evaluations seeded sampling too).")
     timeout: float | None = None
-    extra: dict[str, Any] = Field(default_factory=dict, description="Provider kwargs (pricing, headers); not keyed.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Provider kwargs (top_k, repeat_penalty, pricing, headers); keyed except UNKEYED_EXTRA.")
 
-    def cache_key(self) -> str:
+    def cache_key(self, context: Mapping[str, Any] | None = None) -> str:
+        """The content address of this call's answer.
+
+        It covers every parameter sent that can change the answer, provider kwargs in ``extra`` included,
+        and ``context``: what the request alone does not say, such as the identity of the weights behind
+        a model name (``{"weights": sha256}``) or the sampling round of a repeated evaluation.
+        """
         data = self.model_dump(mode="json", exclude={"api_key", "cache", "timeout", "extra"}, exclude_none=True)
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        extra = {k: v for k, v in self.extra.items() if k not in UNKEYED_EXTRA}  # any value: dumped with repr
+        if extra:
+            data["extra"] = extra
+        if context:
+            data["context"] = dict(context)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()
-
-    def cacheable(self) -> bool:
-        return self.cache if self.cache is not None else self.temperature == 0.0
 
     def prompt_text(self) -> str:
         return "\n".join(f"[{m.role}] {m.content}" for m in self.messages)

@@ -1,7 +1,8 @@
 """A content-addressed disk cache of LLM responses, with a small in-memory front.
 
 One JSON file per key under ``<dir>/<key[:2]>/<key>.json``, written atomically, so several
-processes can share the folder without locks.
+processes can share the folder without locks. An entry that cannot be read (torn, not UTF-8, not a JSON
+object, or rejected by its reader) is a logged miss, never an error.
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ class ResponseCache:
                     data = json.load(fh)
             except FileNotFoundError:
                 data = None
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a torn entry, or bytes that are not UTF-8
                 # A torn or corrupt entry is a miss, and is overwritten by the next put.
-                log.warning("llm_cache.unreadable", key=key, error=str(exc))
+                log.warning("llm_cache.unreadable", key=key, error=f"{type(exc).__name__}: {exc}")
+                data = None
+            if data is not None and not isinstance(data, dict):
+                log.warning("llm_cache.unreadable", key=key,
+                            error=f"an entry is a JSON object, not {type(data).__name__}")
                 data = None
             if data is not None:
                 self._remember(key, data)
@@ -57,6 +62,15 @@ class ResponseCache:
                 return data
         self.misses += 1
         return None
+
+    def reject(self, key: str, reason: str) -> None:
+        """Count the hit ``get`` just returned for ``key`` as a miss: its caller found the entry unusable.
+
+        The entry is forgotten in memory, logged, and overwritten by the next ``put``."""
+        self._memory.pop(key, None)
+        self.hits -= 1
+        self.misses += 1
+        log.warning("llm_cache.unreadable", key=key, error=reason)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._remember(key, value)

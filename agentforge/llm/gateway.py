@@ -9,15 +9,18 @@ and counts tokens and cost. litellm is imported on first use only; its exception
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentforge.config import ModelAlias, Settings, get_settings
+from agentforge.config import ModelAlias, Settings, get_settings, use_settings
 from agentforge.errors import (
     AgentforgeError,
     Auth,
@@ -30,29 +33,54 @@ from agentforge.errors import (
 )
 from agentforge.llm.base import Backend, LLMRequest, LLMResponse, RawCompletion, Usage
 from agentforge.llm.cache import ResponseCache
+from agentforge.llm.weights import weights_identity
 from agentforge.logs import get_logger
+from agentforge.retry import RetryPolicy
 
 log = get_logger(__name__)
 
-# Set while an evaluation runs: cache every call, seeded sampling included, so re-running the
-# same evaluation costs no new LLM calls.
-cache_everything: ContextVar[bool] = ContextVar("agentforge_cache_everything", default=False)
+# Set while an evaluation runs. Reproducible calls are then cached, seeded sampling included, so re-running
+# the same evaluation costs no new LLM calls; unseeded sampling at temperature > 0 is not (each evaluation
+# draws fresh samples, so repeated evaluations are independent) unless ``Settings.cache_sampling`` asks.
+evaluating: ContextVar[bool] = ContextVar("agentforge_evaluating", default=False)
+cache_everything = evaluating  # the former name, still set by the evaluator and the executors
+
+# Which repeat of an evaluation is running (0: the first). See :func:`sampling_round`.
+_round: ContextVar[int] = ContextVar("agentforge_sampling_round", default=0)
 
 LOCAL_PREFIX = "local/"
 SCRIPTED_PREFIX = "scripted/"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 4
-    initial_delay: float = 0.5
-    backoff: float = 2.0
-    max_delay: float = 8.0
-    jitter: float = 0.1
+@contextmanager
+def sampling_round(index: int) -> Iterator[int]:
+    """Run calls as repeat ``index`` of an evaluation, so repeats (for noise estimates) draw fresh samples.
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.max_delay, self.initial_delay * self.backoff ** (attempt - 1))
-        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+    In round ``index > 0`` a call at temperature > 0 is sent with a seed derived from (its seed, ``index``)
+    when it has one, and is cached under its own key, so each round is reproducible but no round replays
+    another. Calls at temperature 0 are the same in every round and share the cache. Round 0 is the
+    ordinary behaviour. Applies to calls made in this context (this process).
+    """
+    if index < 0:
+        raise ValueError(f"a sampling round is 0 or more, got {index}")
+    token = _round.set(index)
+    try:
+        yield index
+    finally:
+        _round.reset(token)
+
+
+def current_sampling_round() -> int:
+    """The sampling round in force here (0 outside :func:`sampling_round`); executors carry it to workers."""
+    return _round.get()
+
+
+def round_seed(seed: int, index: int) -> int:
+    """The seed a seeded call uses in sampling round ``index``: the seed itself in round 0."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass
@@ -104,12 +132,51 @@ def resolve_model(name: str, aliases: dict[str, ModelAlias]) -> ResolvedModel:
     return ResolvedModel(name, max_concurrency=1 if name.startswith(LOCAL_PREFIX) else 32)
 
 
+def litellm_providers() -> list[str]:
+    """The providers litellm knows, by the prefix of a model string (imports litellm: run and eval paths only)."""
+    litellm = import_litellm()
+    return sorted({str(getattr(p, "value", p)) for p in litellm.provider_list})
+
+
+def check_model(name: str, aliases: dict[str, ModelAlias]) -> ResolvedModel:
+    """``resolve_model``, and the provider of the model string must be one litellm (or agentforge) serves.
+
+    An unknown provider is ``ModelNotFound`` listing the aliases and the providers, instead of litellm's
+    raw error from the first call.
+    """
+    resolved = resolve_model(name, aliases)
+    if resolved.model.startswith((LOCAL_PREFIX, SCRIPTED_PREFIX)):
+        return resolved
+    provider = resolved.model.partition("/")[0]
+    providers = litellm_providers()
+    if provider not in providers:
+        via = f" (alias '{name}' names '{resolved.model}')" if name != resolved.model else ""
+        from difflib import get_close_matches
+
+        close = get_close_matches(provider, providers, n=1)
+        guess = f"did you mean '{close[0]}/...'? " if close else ""
+        raise ModelNotFound(
+            f"unknown model '{name}'{via}: litellm has no provider '{provider}'. {guess}"
+            f"Configured aliases: {', '.join(sorted(aliases))}. "
+            f"Providers: {', '.join([LOCAL_PREFIX.rstrip('/'), *providers])}",
+            model=name)
+    return resolved
+
+
 class LiteLLMBackend:
-    """Every model string litellm understands, including our in-process ``local/`` provider."""
+    """Every model string litellm understands, including our in-process ``local/`` provider.
+
+    ``settings`` are the ones the local provider loads its weights by (default: those in force at each
+    call); the gateway passes its own, so the weights it keys its cache on are the weights that answer.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
 
     async def acomplete(self, request: LLMRequest) -> RawCompletion:
         litellm = import_litellm()
-        if request.model.startswith(LOCAL_PREFIX):
+        local = request.model.startswith(LOCAL_PREFIX)
+        if local:
             from agentforge.llm.local import register_local_provider
 
             register_local_provider()
@@ -134,7 +201,11 @@ class LiteLLMBackend:
                 "json_schema": {"name": "output", "schema": request.response_schema, "strict": True},
             }
         try:
-            response = await litellm.acompletion(**kwargs)
+            if local and self.settings is not None:
+                with use_settings(self.settings):
+                    response = await litellm.acompletion(**kwargs)
+            else:
+                response = await litellm.acompletion(**kwargs)
         except Exception as exc:  # the one boundary where litellm's errors enter our tree
             raise map_litellm_error(exc, request.model, request.api_base) from exc
         texts = tuple((choice.message.content or "") for choice in response.choices)
@@ -238,7 +309,9 @@ class Gateway:
         cache: ResponseCache | None = None,
         retry: RetryPolicy | None = None,
         seed: int = 0,
+        backend: Backend | None = None,
     ) -> None:
+        """``backend`` answers every model but ``scripted/...`` (default: litellm, local provider included)."""
         self.settings = settings or get_settings()
         if cache is None:
             cache = ResponseCache(self.settings.cache_dir if self.settings.cache_enabled else None)
@@ -248,7 +321,8 @@ class Gateway:
         self._aliases = self.settings.aliases()
         self._resolved: dict[str, ResolvedModel] = {}
         self._rng = random.Random(seed)
-        self._litellm = LiteLLMBackend()
+        self._litellm: Backend = backend or LiteLLMBackend(self.settings)
+        self._weights: str | None = None
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
             weakref.WeakKeyDictionary()
         )
@@ -256,7 +330,9 @@ class Gateway:
     def resolve(self, name: str) -> ResolvedModel:
         resolved = self._resolved.get(name)
         if resolved is None:
-            resolved = self._resolved[name] = resolve_model(name, self._aliases)
+            # The default backend is litellm: an unknown provider is refused here, typed, before any call.
+            check = check_model if isinstance(self._litellm, LiteLLMBackend) else resolve_model
+            resolved = self._resolved[name] = check(name, self._aliases)
         return resolved
 
     def _backend(self, model: str) -> Backend:
@@ -293,20 +369,61 @@ class Gateway:
             updates["extra"] = extra
         return request.model_copy(update=updates)
 
+    def should_cache(self, request: LLMRequest) -> bool:
+        """Whether a prepared call is read from and written to the cache.
+
+        An explicit ``request.cache`` wins. Otherwise calls at temperature 0 are cached; during an
+        evaluation seeded calls are too (they are reproducible), and unseeded sampling only when
+        ``settings.cache_sampling`` is on, since caching it would make repeated evaluations replay one sample.
+        """
+        if self.cache.directory is None:
+            return False
+        if request.cache is not None:
+            return request.cache
+        if request.temperature == 0.0:
+            return True
+        if evaluating.get():
+            return request.seed is not None or self.settings.cache_sampling
+        return False
+
+    def model_identity(self, model: str) -> str | None:
+        """What the model string alone does not say about who answers: the local provider's weights hash."""
+        if not model.startswith(LOCAL_PREFIX):
+            return None
+        local = self.settings.local
+        if local.path is not None and not local.sha256:  # an unpinned file may be replaced: check each call
+            return weights_identity(local, self.settings.models_dir)
+        if self._weights is None:
+            self._weights = weights_identity(local, self.settings.models_dir)
+        return self._weights
+
+    def cache_key(self, request: LLMRequest) -> str:
+        """The cache key of a prepared request: the request, the model's weights, and the sampling round."""
+        context: dict[str, Any] = {}
+        identity = self.model_identity(request.model)
+        if identity is not None:
+            context["weights"] = identity
+        index = _round.get()
+        if index and request.temperature != 0.0 and request.seed is None:
+            context["round"] = index  # a seeded call already differs by its round's seed
+        return request.cache_key(context)
+
     async def acomplete(self, request: LLMRequest) -> LLMResponse:
         resolved = self.resolve(request.model)
         request = self.prepare(request, resolved)
-        use_cache = self.cache.directory is not None and (request.cacheable() or cache_everything.get())
-        key = request.cache_key() if use_cache else ""
+        index = _round.get()
+        if index and request.temperature != 0.0 and request.seed is not None:
+            request = request.model_copy(update={"seed": round_seed(request.seed, index)})
+        use_cache = self.should_cache(request)
+        key = self.cache_key(request) if use_cache else ""
         if use_cache:
             hit = self.cache.get(key)
-            if hit is not None:  # trusted data we wrote ourselves: construct without re-validating
-                response = LLMResponse.model_construct(
-                    model=request.model, texts=tuple(hit["texts"]), usage=Usage.model_construct(**hit.get("usage", {})),
-                    cost=0.0, latency_s=0.0, cached=True, attempts=1,
-                )
-                self.stats.record(response)
-                return response
+            if hit is not None:
+                response = _cached_response(request.model, hit)
+                if response is not None:
+                    self.stats.record(response)
+                    return response
+                self.cache.reject(key, "not a cached response (texts: list of strings, usage: token counts)")
         backend = self._backend(request.model)
         started = time.perf_counter()
         attempt = 0
@@ -317,7 +434,7 @@ class Gateway:
                     raw = await backend.acomplete(request)
                     break
                 except LLMError as exc:
-                    if not exc.retryable or attempt >= self.retry.max_attempts:
+                    if not self.retry.should_retry(exc, attempt):
                         raise
                     delay = self.retry.delay(attempt, self._rng)
                     log.warning("llm.retry", model=request.model, attempt=attempt, delay_s=round(delay, 3),
@@ -334,6 +451,25 @@ class Gateway:
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         return asyncio.run(self.acomplete(request))
+
+
+_USAGE_FIELDS = frozenset(Usage.model_fields)
+
+
+def _cached_response(model: str, hit: dict[str, Any]) -> LLMResponse | None:
+    """The response a cache entry holds, or None when the entry is not one (a corrupt or foreign file)."""
+    texts = hit.get("texts")
+    usage = hit.get("usage", {})
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return None
+    if not isinstance(usage, dict) or not all(
+            k in _USAGE_FIELDS and type(v) is int and v >= 0 for k, v in usage.items()):
+        return None
+    # Checked above: construct without re-validating, this is the hot path of a cached evaluation.
+    return LLMResponse.model_construct(
+        model=model, texts=tuple(texts), usage=Usage.model_construct(**usage),
+        cost=0.0, latency_s=0.0, cached=True, attempts=1,
+    )
 
 
 _shared: dict[int, Gateway] = {}

@@ -4,9 +4,9 @@
 work; the gateway calls it lazily before its first ``local/...`` call. Importing this module imports neither
 litellm nor llama_cpp.
 
-One ``Llama`` per (file, threads, context, batch) is loaded per process and shared. llama.cpp is not
-thread-safe, so each model has a lock, and async callers generate in a worker thread so the event loop
-stays free.
+One ``Llama`` per (file, its weights' sha256, threads, context, batch) is loaded per process and shared.
+llama.cpp is not thread-safe, so each model has a lock, and async callers generate in a worker thread so
+the event loop stays free.
 
 Threads (measured on 2 cores by benchmarks/bench_local_model.py): llama.cpp's OpenMP threads spin while
 waiting for each other, so with two threads any other busy process on the second core halves their speed
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentforge.config import LOCAL_MODEL, LocalModelSettings, Settings, get_settings
 from agentforge.errors import AgentforgeError, ContextWindow, LLMError, ModelNotFound
-from agentforge.llm.weights import INSTALL_HINT, resolve_weights
+from agentforge.llm.weights import INSTALL_HINT, resolve_weights, weights_identity
 from agentforge.logs import get_logger
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class LocalModel:
 
 
 _load_lock = threading.Lock()
-_models: dict[tuple[str, int, int, int], LocalModel] = {}
+_models: dict[tuple[str, str, int, int, int], LocalModel] = {}
 _resolved: dict[tuple[LocalModelSettings, Path], Path] = {}
 _loads = 0
 
@@ -285,9 +285,15 @@ def get_local_model(settings: Settings | None = None) -> LocalModel:
         if path is None:
             path = resolve_weights(local, settings.models_dir)
             _resolved[(local, settings.models_dir)] = path
-        key = (str(path), local.n_threads, local.n_ctx, local.n_batch)
+        # The weights' identity is in the key, so a file replaced at the same path is loaded afresh: what
+        # answers is always what the gateway's cache key names (llm.weights.weights_identity).
+        key = (str(path), weights_identity(local, settings.models_dir), local.n_threads, local.n_ctx, local.n_batch)
         model = _models.get(key)
         if model is None:
+            for stale in [k for k in _models if k[0] == key[0] and k[1] != key[1]]:  # the file was replaced
+                old = _models.pop(stale)
+                with old.lock:
+                    old.llama.close()
             model = _load(path, local)
             _models[key] = model
             _loads += 1
@@ -297,7 +303,20 @@ def get_local_model(settings: Settings | None = None) -> LocalModel:
 def _load(path: Path, local: LocalModelSettings) -> LocalModel:
     llama_cpp = _import_llama_cpp()
     started = time.perf_counter()
+    # No extra (repacked) weight buffers: a natively built ggml uses AMX tiles when the CPU advertises them,
+    # and in some VMs (this project's CI machine) the CPU advertises AMX but traps on it (SIGILL, no message).
+    # Llama() takes no argument for it, so its default model parameters are swapped while it loads.
+    low_level = getattr(llama_cpp, "llama_cpp", llama_cpp)  # the ctypes module Llama() reads its defaults from
+    defaults = low_level.llama_model_default_params
+
+    def _no_extra_buffers() -> Any:
+        params = defaults()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
     try:
+        low_level.llama_model_default_params = _no_extra_buffers
         llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=local.n_ctx,
@@ -309,6 +328,8 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
     except (ValueError, RuntimeError) as exc:
         raise ModelNotFound(f"llama.cpp could not load {path}: {exc}", model=LOCAL_MODEL,
                             path=str(path)) from exc
+    finally:
+        low_level.llama_model_default_params = defaults
     seconds = time.perf_counter() - started
     # Free it before interpreter teardown: llama.cpp's __del__ fails noisily once modules are gone.
     atexit.register(unload_local_models)

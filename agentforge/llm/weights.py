@@ -41,7 +41,9 @@ __all__ = [
     "resolve_weights",
     "sha256_file",
     "stamp_matches",
+    "stamped_digest",
     "verify_file",
+    "weights_identity",
     "weights_status",
 ]
 
@@ -114,6 +116,17 @@ def stamp_matches(path: Path, sha256: str, *, stamp_dir: Path | None = None) -> 
         return stamp is not None and stamp == _Stamp.of(path, sha256.lower())
     except FileNotFoundError:
         return False
+
+
+def stamped_digest(path: Path, *, stamp_dir: Path | None = None) -> str | None:
+    """The sha256 a stamp records for ``path``, if the stamp still describes the file as it is on disk."""
+    stamp = _read_stamp(_stamp_path(path, stamp_dir))
+    if stamp is None:
+        return None
+    try:
+        return stamp.sha256 if stamp == _Stamp.of(path, stamp.sha256) else None
+    except FileNotFoundError:
+        return None
 
 
 def sha256_file(path: Path) -> str:
@@ -263,6 +276,41 @@ def resolve_weights(settings: LocalModelSettings, models_dir: Path) -> Path:
         return dest
     return assemble(find_chunks(CHUNK_DISTRIBUTIONS), dest, sha256=GGUF_SHA256, size=GGUF_SIZE,
                     fix_hint=fix_hint)
+
+
+_digests: dict[tuple[str, int, int, int], str] = {}
+
+
+def weights_identity(settings: LocalModelSettings, models_dir: Path) -> str:
+    """The sha256 of the GGUF that ``settings`` make the local provider load, without loading it.
+
+    The pinned packages and a ``local.path`` with ``local.sha256`` can only ever load a file of that hash
+    (loading refuses any other), so those are the identity. An unpinned ``local.path`` is hashed once per
+    version of the file: the digest is stamped in ``models_dir/stamps`` and remembered for the process,
+    keyed by size, mtime and ctime, so a replaced file gets a new identity and an unchanged one costs a stat.
+    """
+    if settings.path is None:
+        return GGUF_SHA256
+    if settings.sha256:
+        return settings.sha256.lower()
+    path = Path(settings.path).expanduser()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise WeightsError(f"local.path names {path}, which does not exist; fix local.path "
+                           "(AGENTFORGE_LOCAL_MODEL_PATH)", path=str(path)) from None
+    memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _digests.get(memo)
+    if digest is None:
+        stamp_dir = models_dir / "stamps"
+        digest = stamped_digest(path, stamp_dir=stamp_dir)
+        if digest is None:
+            started = time.perf_counter()
+            digest = sha256_file(path)
+            log.info("weights.hashed", path=str(path), seconds=round(time.perf_counter() - started, 3))
+            _write_stamp(_stamp_path(path, stamp_dir), _Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest))
+        _digests[memo] = digest
+    return digest
 
 
 class WeightsStatus(TypedDict):

@@ -1,31 +1,26 @@
-"""Spec -> LangGraph ``StateGraph``: typed state with reducers, fan-out, joins, routers, loop bounds.
+"""Spec -> LangGraph ``StateGraph``: typed state with reducers, fan-out, joins, routing nodes, loop bounds.
 
 Build once, compile per checkpointer (the no-checkpointer graph is cached). Node functions read the
-run's context from a contextvar, so one compiled graph serves every run and every batch item.
+run's context from a contextvar, so one compiled graph serves every run and every batch item. The
+compiler knows no kind by name: a node with ``branches()`` picks its successor (``route``), every
+other node runs (``execute``) and is followed by its edges.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
 from agentforge.errors import AgentforgeError, InputError, NodeError, OutputError, Problem, SpecError
-from agentforge.runtime.context import RunContext, current_run
-from agentforge.runtime.nodes import agent, code, ensemble, router, subworkflow, tool
-from agentforge.runtime.nodes.router import ROUTE_KEY, VISITS_KEY
+from agentforge.runtime.context import current_run
 from agentforge.runtime.trace import NodeTrace
-from agentforge.workflow.spec import END, START, RouterNode, WorkflowSpec
+from agentforge.workflow.spec import END, START, WorkflowSpec
 from agentforge.workflow.types import coerce, parse_type
 
-Executor = Callable[[Any, dict[str, Any], RunContext, NodeTrace], Awaitable[dict[str, Any]]]
-EXECUTORS: dict[str, Executor] = {
-    "agent": agent.execute,
-    "tool": tool.execute,
-    "ensemble": ensemble.execute,
-    "code": code.execute,
-    "subworkflow": subworkflow.execute,
-}
+ROUTE_KEY = "__route__"
+VISITS_KEY = "__visits__"
 
 
 def _append(left: list[Any] | None, right: Any) -> list[Any]:
@@ -96,8 +91,7 @@ def state_defaults(spec: WorkflowSpec) -> dict[str, Any]:
 
 def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
     output_types = node.output_types()
-    is_router = isinstance(node, RouterNode)
-    executor = None if is_router else EXECUTORS[node.kind]
+    routes = bool(node.branches())
 
     async def run_node(state: dict[str, Any]) -> dict[str, Any]:
         ctx = current_run.get()
@@ -106,13 +100,12 @@ def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], 
         try:
             values = _gather_inputs(node, state, spec)
             record.inputs = values
-            if is_router:
+            if routes:
                 visits = (state.get(VISITS_KEY) or {}).get(node.id, 0) + 1
-                target = await router.execute(node, values, ctx, record, visits)
+                target = await node.route(values, ctx, record, visits)
                 record.outputs = {"route": target}
                 return {ROUTE_KEY: {node.id: target}, VISITS_KEY: {node.id: visits}}
-            assert executor is not None
-            update = await executor(node, values, ctx, record)
+            update = await node.execute(values, ctx, record)
             for name, ftype in output_types.items():
                 if name not in update:
                     raise OutputError(f"node '{node.id}' did not produce output '{name}'", node=node.id)
@@ -128,6 +121,9 @@ def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], 
         except AgentforgeError as exc:
             record.error = f"{type(exc).__name__}: {exc.message}"
             raise NodeError(f"node '{node.id}' failed: {exc.message}", node=node.id, cause=exc.code) from exc
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            record.error = "interrupted"  # stopped mid-way: not finished, so it runs again on resume
+            raise
         finally:
             record.latency_s = time.perf_counter() - started
             ctx.trace.nodes.append(record)
@@ -171,14 +167,15 @@ class CompiledWorkflow:
                     builder.add_edge(ref(sources[0]), ref(target))
             has_out.update(sources)
         for node in spec.nodes:
-            if isinstance(node, RouterNode):
-                targets = {r.to for r in node.routes} | {t for t in (node.default, node.on_limit) if t}
+            branches = node.branches()
+            if branches:
+                targets = {b.target for b in branches}
                 builder.add_conditional_edges(node.id, _route_selector(node.id), {t: ref(t) for t in targets})
             elif node.id not in has_out:
                 builder.add_edge(node.id, LG_END)
         self.builder = builder
         self.state_defaults = state_defaults(spec)
-        bounds = sum((n.max_iterations or 0) for n in spec.nodes if isinstance(n, RouterNode))
+        bounds = sum((n.loop_bound() or 0) for n in spec.nodes)
         # LangGraph counts supersteps; every loop pass may touch every node once.
         self.recursion_limit = max(25, len(spec.nodes) * (bounds + 2) + 10)
         self._plain: Any = None

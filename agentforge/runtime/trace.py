@@ -59,17 +59,35 @@ class NodeTrace(BaseModel):
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
 
+    # Fresh (spent) usage and cached usage are kept apart: a cache hit costs nothing, so its tokens are
+    # not spend. ``prompt_tokens``, ``completion_tokens`` and ``cost`` are fresh; ``cached_*`` are the hits'.
     @property
     def prompt_tokens(self) -> int:
-        return sum(c.prompt_tokens for c in self.llm_calls) + sum(c.prompt_tokens for c in self.children)
+        return (sum(c.prompt_tokens for c in self.llm_calls if not c.cached)
+                + sum(c.prompt_tokens for c in self.children))
 
     @property
     def completion_tokens(self) -> int:
-        return sum(c.completion_tokens for c in self.llm_calls) + sum(c.completion_tokens for c in self.children)
+        return (sum(c.completion_tokens for c in self.llm_calls if not c.cached)
+                + sum(c.completion_tokens for c in self.children))
 
     @property
     def cost(self) -> float:
-        return sum(c.cost for c in self.llm_calls) + sum(c.cost for c in self.children)
+        return sum(c.cost for c in self.llm_calls if not c.cached) + sum(c.cost for c in self.children)
+
+    @property
+    def cached_prompt_tokens(self) -> int:
+        return (sum(c.prompt_tokens for c in self.llm_calls if c.cached)
+                + sum(c.cached_prompt_tokens for c in self.children))
+
+    @property
+    def cached_completion_tokens(self) -> int:
+        return (sum(c.completion_tokens for c in self.llm_calls if c.cached)
+                + sum(c.cached_completion_tokens for c in self.children))
+
+    @property
+    def cached_cost(self) -> float:
+        return sum(c.cost for c in self.llm_calls if c.cached) + sum(c.cached_cost for c in self.children)
 
     @property
     def calls(self) -> int:
@@ -95,6 +113,7 @@ class Trace(BaseModel):
 
     @property
     def prompt_tokens(self) -> int:
+        """Fresh (spent) prompt tokens; cache hits are in ``cached_prompt_tokens``."""
         return sum(n.prompt_tokens for n in self.nodes)
 
     @property
@@ -104,6 +123,19 @@ class Trace(BaseModel):
     @property
     def cost(self) -> float:
         return sum(n.cost for n in self.nodes)
+
+    @property
+    def cached_prompt_tokens(self) -> int:
+        return sum(n.cached_prompt_tokens for n in self.nodes)
+
+    @property
+    def cached_completion_tokens(self) -> int:
+        return sum(n.cached_completion_tokens for n in self.nodes)
+
+    @property
+    def cached_cost(self) -> float:
+        """What the cached calls cost when they first ran (0 where the cache did not keep it)."""
+        return sum(n.cached_cost for n in self.nodes)
 
     @property
     def llm_calls(self) -> int:
@@ -123,7 +155,10 @@ class Trace(BaseModel):
             "cached_calls": self.cached_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "cached_completion_tokens": self.cached_completion_tokens,
             "cost": self.cost,
+            "cached_cost": self.cached_cost,
         }
 
     def save(self, path: Path) -> Path:

@@ -1,30 +1,29 @@
 """``Workflow``: the public way to run a spec. Async first; each sync twin drops the ``a``.
 
-A run gets an id, a workspace folder, a SQLite checkpoint (so a failed or interrupted run resumes
+A facade over three parts: the pure compile step (``runtime/compiler.py``), the ``Runner`` that runs a
+compiled spec once (``runtime/runner.py``), and the ``RunStore`` of run folders (``runtime/store.py``).
+A saved run gets an id, a workspace folder, a SQLite checkpoint (so a failed or interrupted run resumes
 from its last finished step) and a ``Trace`` saved as JSON under ``runs/<run_id>/``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import secrets
-import shutil
-import tempfile
-import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from agentforge._sync import run_sync
 from agentforge.config import Settings, get_settings
-from agentforge.errors import AgentforgeError, BudgetExceeded, ConfigError, InputError, NodeError, RunNotFound
+from agentforge.errors import AgentforgeError, ConfigError, InputError
 from agentforge.llm.gateway import Gateway, shared_gateway
 from agentforge.logs import get_logger
 from agentforge.runtime.compiler import CompiledWorkflow
-from agentforge.runtime.context import RunContext, current_run
+from agentforge.runtime.context import RunContext
+from agentforge.runtime.runner import Runner, new_run_id
+from agentforge.runtime.store import RunRecord, RunStore
 from agentforge.runtime.trace import NodeTrace, Trace
 from agentforge.workflow.loader import SourceMap, load_spec, spec_from_data
 from agentforge.workflow.spec import WorkflowSpec
@@ -34,23 +33,9 @@ from agentforge.workflow.validate import check
 if TYPE_CHECKING:
     from agentforge.tools import ToolRegistry
 
+__all__ = ["RunResult", "Workflow", "new_run_id", "run_sync"]
+
 log = get_logger(__name__)
-_TMP = tempfile.gettempdir()
-T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from synchronous code; refuse inside a running loop (use the async twin)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("called a sync agentforge method inside a running event loop; await the 'a' twin instead")
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 @dataclass
@@ -60,6 +45,7 @@ class RunResult:
     trace: Trace
     trace_path: Path | None = None
     error: str | None = None
+    exception: AgentforgeError | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,7 +53,7 @@ class RunResult:
 
 
 class Workflow:
-    """A validated spec bound to a gateway and a tool registry, ready to run."""
+    """A validated spec bound to a gateway, a tool registry and a run store, ready to run."""
 
     def __init__(
         self,
@@ -77,6 +63,7 @@ class Workflow:
         gateway: Gateway | None = None,
         tools: Any = None,
         validate: bool = True,
+        store: RunStore | None = None,
     ) -> None:
         from agentforge.tools import default_registry
 
@@ -87,7 +74,9 @@ class Workflow:
         self.tools = _with_refs(registry, spec.tools) if spec.tools else registry
         if validate:
             check(spec, settings=self.settings, tool_names=self.tools.names())
+        self._store = store
         self._compiled: CompiledWorkflow | None = None
+        self._runner: Runner | None = None
         self._spec_json: dict[str, Any] | None = None
 
     @classmethod
@@ -99,6 +88,17 @@ class Workflow:
         if self._compiled is None:
             self._compiled = CompiledWorkflow(self.spec)
         return self._compiled
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self.spec, self.compiled, self.gateway, self.tools)
+        return self._runner
+
+    @property
+    def store(self) -> RunStore:
+        """Where saved runs go: the one given, else ``settings.runs_dir`` (read when used, as settings may move)."""
+        return self._store if self._store is not None else RunStore(self.settings.runs_dir)
 
     @property
     def spec_dir(self) -> Path | None:
@@ -139,36 +139,15 @@ class Workflow:
         return out
 
     # -- running -------------------------------------------------------------------------------
-    def _context(self, trace: Trace, workspace: Path, model: str | None) -> RunContext:
-        return RunContext(
-            gateway=self.gateway, tools=self.tools, trace=trace, workspace_dir=workspace,
-            defaults=self.spec.defaults, spec_dir=self.spec_dir, model_override=model, run_id=trace.run_id,
-        )
-
-    def _run_dir(self, run_id: str) -> Path:
-        return self.settings.runs_dir / run_id
-
-    def _spec_data(self) -> dict[str, Any]:
+    def _record(self, run_id: str, inputs: dict[str, Any], model: str | None, status: str,
+                error: str | None = None) -> RunRecord:
         if self._spec_json is None:
             self._spec_json = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return self._spec_json
-
-    def _write_meta(self, run_id: str, inputs: dict[str, Any], model: str | None, status: str,
-                    error: str | None = None) -> None:
-        meta = {
-            "run_id": run_id,
-            "workflow": self.spec.name,
-            "workflow_hash": self.spec.hash,
-            "workflow_file": str(Path(self.spec.source_file).resolve()) if self.spec.source_file else None,
-            "spec": self._spec_data(),
-            "inputs": inputs,
-            "model": model,
-            "status": status,
-            "error": error,
-        }
-        path = self._run_dir(run_id) / "run.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        return RunRecord(
+            run_id=run_id, workflow=self.spec.name, workflow_hash=self.spec.hash,
+            workflow_file=str(Path(self.spec.source_file).resolve()) if self.spec.source_file else None,
+            spec=self._spec_json, inputs=inputs, model=model, status=status, error=error,
+        )
 
     async def arun(
         self,
@@ -184,67 +163,41 @@ class Workflow:
         run_id = run_id or new_run_id()
         trace = Trace(run_id=run_id, workflow=self.spec.name, workflow_hash=self.spec.hash, inputs=values)
         if save:
-            self._write_meta(run_id, values, model, "running")
+            self.store.save_record(self._record(run_id, values, model, "running"))
         return await self._invoke(values, trace, model=model, checkpoint=checkpoint and save, save=save)
 
+    async def aexecute(self, inputs: dict[str, Any] | None = None, *, model: str | None = None,
+                       run_id: str | None = None) -> RunResult:
+        """Run once in memory (nothing saved, no checkpoint) and return a failure instead of raising it:
+        ``error``/``exception`` set, the trace holding what ran before it. Bad inputs still raise."""
+        values = self.prepare_inputs(inputs)
+        trace = Trace(run_id=run_id or new_run_id(), workflow=self.spec.name, workflow_hash=self.spec.hash,
+                      inputs=values)
+        outcome = await self.runner.ainvoke(values, trace, model=model)
+        error = outcome.error
+        return RunResult(run_id=trace.run_id, outputs=outcome.outputs, trace=trace,
+                         error=str(error) if error is not None else None, exception=error)
+
     async def _invoke(self, values: dict[str, Any] | None, trace: Trace, *, model: str | None,
-                      checkpoint: bool, save: bool) -> RunResult:
+                      checkpoint: bool, save: bool, resume: bool = False) -> RunResult:
         run_id = trace.run_id
-        if save:
-            scratch = None
-            workspace = self._run_dir(run_id) / "workspace"
-        else:  # an unsaved run gets a scratch folder, made only if a node asks for it
-            scratch = Path(os.path.join(_TMP, f"agentforge-{run_id}-{secrets.token_hex(4)}"))
-            workspace = scratch
-        ctx = self._context(trace, workspace, model)
-        config: dict[str, Any] = {
-            "recursion_limit": self.compiled.recursion_limit,
-            "max_concurrency": self.spec.defaults.concurrency,
-            "configurable": {"thread_id": run_id},
-        }
-        started = time.perf_counter()
-        token = current_run.set(ctx)
-        error: AgentforgeError | None = None
-        outputs: dict[str, Any] = {}
+        store = self.store
         try:
-            # ``None`` resumes from the checkpoint; a new run starts from the inputs and state defaults.
-            start = None if values is None else self.compiled.initial_state(values)
-            if checkpoint:
-                async with self._checkpointer() as saver:
-                    state = await self.compiled.graph(saver).ainvoke(start, config)
-            else:
-                state = await self.compiled.graph().ainvoke(start, config)
-            outputs = self.compiled.output_values(state)
-        except AgentforgeError as exc:
-            error = exc
-        except Exception as exc:  # LangGraph's own errors, mapped here once
-            error = _map_graph_error(exc)
-            error.__cause__ = exc
-        finally:
-            current_run.reset(token)
-            if scratch is not None and ctx.workspace_made:
-                shutil.rmtree(scratch, ignore_errors=True)
-        trace.latency_s += time.perf_counter() - started
-        trace.outputs = outputs
-        trace.status = "failed" if error else "succeeded"
-        trace.error = str(error) if error else None
+            outcome = await self.runner.ainvoke(
+                values, trace, model=model, workspace=store.workspace(run_id) if save else None,
+                checkpointer=store.checkpointer() if checkpoint else None, resume=resume)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if save:  # the finished nodes are kept, so a resumed trace still shows them
+                store.save_trace(trace)
+                store.save_record(self._record(run_id, trace.inputs, model, "interrupted", "interrupted"))
+            raise
         trace_path = None
         if save:
-            trace_path = trace.save(self._run_dir(run_id) / "trace.json")
-            self._write_meta(run_id, trace.inputs, model, trace.status, trace.error)
-        log.info("run.finished", run_id=run_id, workflow=self.spec.name, status=trace.status,
-                 latency_s=round(trace.latency_s, 3), llm_calls=trace.llm_calls)
-        if error is not None:
-            error.fields.setdefault("run_id", run_id)
-            error.trace = trace  # type: ignore[attr-defined]  # what ran before the failure, for reports
-            raise error
-        return RunResult(run_id=run_id, outputs=outputs, trace=trace, trace_path=trace_path)
-
-    def _checkpointer(self) -> Any:
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
-        return AsyncSqliteSaver.from_conn_string(str(self.settings.runs_dir / "checkpoints.sqlite"))
+            trace_path = store.save_trace(trace)
+            store.save_record(self._record(run_id, trace.inputs, model, trace.status, trace.error))
+        if outcome.error is not None:
+            raise outcome.error
+        return RunResult(run_id=run_id, outputs=outcome.outputs, trace=trace, trace_path=trace_path)
 
     def run(self, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
         return run_sync(self.arun(inputs, **kwargs))
@@ -278,31 +231,25 @@ class Workflow:
     # -- resuming ------------------------------------------------------------------------------
     @classmethod
     async def aresume(cls, run_id: str, *, settings: Settings | None = None, gateway: Gateway | None = None,
-                      tools: Any = None) -> RunResult:
+                      tools: Any = None, store: RunStore | None = None) -> RunResult:
         """Continue a failed or interrupted run from its last checkpoint; finished nodes do not run again."""
         settings = settings or (gateway.settings if gateway else get_settings())
-        run_dir = settings.runs_dir / run_id
-        meta_path = run_dir / "run.json"
-        if not meta_path.is_file():
-            known = sorted(p.parent.name for p in settings.runs_dir.glob("*/run.json"))[-5:] \
-                if settings.runs_dir.is_dir() else []
-            raise RunNotFound(f"no run '{run_id}' under {settings.runs_dir}" +
-                              (f" (recent: {', '.join(p for p in known)})" if known else ""), run_id=run_id)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        source = SourceMap(file=meta.get("workflow_file"), data=meta["spec"])
-        spec = spec_from_data(meta["spec"], source)
-        wf = cls(spec, settings=settings, gateway=gateway, tools=tools, validate=False)
-        trace_path = run_dir / "trace.json"
-        previous = Trace.load(trace_path) if trace_path.is_file() else None
-        if meta.get("status") == "succeeded" and previous is not None:
-            return RunResult(run_id=run_id, outputs=previous.outputs, trace=previous, trace_path=trace_path)
-        trace = Trace(run_id=run_id, workflow=spec.name, workflow_hash=spec.hash, inputs=meta.get("inputs", {}),
-                      resumed=True)
+        store = store or RunStore(settings.runs_dir)
+        record = store.load_record(run_id)
+        source = SourceMap(file=record.workflow_file, data=record.spec)
+        spec = spec_from_data(record.spec, source)
+        wf = cls(spec, settings=settings, gateway=gateway, tools=tools, validate=False, store=store)
+        previous = store.load_trace(run_id)
+        if record.status == "succeeded" and previous is not None:
+            return RunResult(run_id=run_id, outputs=previous.outputs, trace=previous,
+                             trace_path=store.trace_path(run_id))
+        trace = Trace(run_id=run_id, workflow=spec.name, workflow_hash=spec.hash, inputs=record.inputs, resumed=True)
         if previous is not None:
             trace.nodes = [n for n in previous.nodes if n.error is None]
             trace.latency_s = previous.latency_s
         log.info("run.resume", run_id=run_id, done_nodes=[n.node for n in trace.nodes])
-        return await wf._invoke(None, trace, model=meta.get("model"), checkpoint=True, save=True)
+        # The recorded inputs restart a run stopped before its first checkpoint.
+        return await wf._invoke(record.inputs, trace, model=record.model, checkpoint=True, save=True, resume=True)
 
     @classmethod
     def resume(cls, run_id: str, **kwargs: Any) -> RunResult:
@@ -312,17 +259,7 @@ class Workflow:
     async def execute_nested(self, values: dict[str, Any], *, parent: RunContext, record: NodeTrace) -> dict[str, Any]:
         """Run as a subworkflow inside a parent run: same gateway, workspace and model override."""
         inputs = self.prepare_inputs({k: v for k, v in values.items() if k in self.spec.inputs})
-        trace = Trace(run_id=parent.run_id, workflow=self.spec.name, workflow_hash=self.spec.hash, inputs=inputs)
-        ctx = self._context(trace, parent.workspace, parent.model_override)
-        token = current_run.set(ctx)
-        try:
-            state = await self.compiled.graph().ainvoke(
-                self.compiled.initial_state(inputs), {"recursion_limit": self.compiled.recursion_limit,
-                         "max_concurrency": self.spec.defaults.concurrency})
-        finally:
-            current_run.reset(token)
-            record.children.extend(trace.nodes)
-        return self.compiled.output_values(state)
+        return await self.runner.anested(inputs, parent=parent, record=record)
 
 
 def _with_refs(registry: ToolRegistry, refs: dict[str, str]) -> ToolRegistry:
@@ -341,13 +278,3 @@ def _with_refs(registry: ToolRegistry, refs: dict[str, str]) -> ToolRegistry:
                               "(a built-in, the parent workflow's, or one passed in): rename one of them",
                               ref=refs[name])
     return registry.with_refs(new) if new else registry
-
-
-def _map_graph_error(exc: Exception) -> AgentforgeError:
-    name = type(exc).__name__
-    if name == "GraphRecursionError":
-        return BudgetExceeded(f"the run exceeded its step budget: {exc}")
-    if name == "InvalidUpdateError":
-        return NodeError(f"parallel nodes wrote the same state field in one step: {exc}. "
-                         "Declare the field under 'state:' with a reducer (append, merge or sum).")
-    return NodeError(f"the run failed with {name}: {exc}")

@@ -24,7 +24,7 @@ from typing import Annotated, Any, overload
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
-from agentforge.errors import AgentforgeError, ConfigError, ToolError
+from agentforge.errors import AgentforgeError, ConfigError, SandboxUnavailable, ToolError
 from agentforge.logs import get_logger
 
 __all__ = ["Tool", "ToolContext", "ToolRegistry", "default_registry", "tool"]
@@ -164,6 +164,8 @@ class Tool:
                 result = await self.fn(*positional, **keyword)
             else:
                 result = await asyncio.to_thread(self.fn, *positional, **keyword)
+        except SandboxUnavailable:
+            raise  # systemic: the run stops rather than the model seeing it as a failed call
         except Exception as exc:
             raise self._failed(exc) from exc
         return _as_text(result)
@@ -177,6 +179,8 @@ class Tool:
         try:
             call = self.fn(*positional, **keyword)
             result = asyncio.run(call) if self.is_async else call
+        except SandboxUnavailable:
+            raise  # systemic: the run stops rather than the model seeing it as a failed call
         except Exception as exc:
             raise self._failed(exc) from exc
         return _as_text(result)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from agentforge.expr import MATH_CONSTANTS, MATH_FUNCTIONS, evaluate
-from agentforge.safety.sandbox import arun_python, extract_code
+from agentforge.sandbox import arun_python, extract_code
 from agentforge.tools.base import Tool, ToolContext, tool
 
 __all__ = ["BUILTINS", "calculator", "python", "read_file", "write_file"]

@@ -2,99 +2,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from agentforge._yaml import SourceMap, YamlPath, parse_yaml, scalar_hint
+from agentforge.config import get_settings
 from agentforge.errors import Problem, SpecError
-from agentforge.workflow.spec import NODE_KINDS, WorkflowSpec
-
-YamlPath = tuple[str | int, ...]
-
-
-@dataclass
-class SourceMap:
-    """The file a spec came from and the 1-based line of each YAML path in it."""
-
-    file: str | None
-    lines: dict[YamlPath, int] = field(default_factory=dict)
-    data: Any = None
-
-    def line(self, path: YamlPath) -> int | None:
-        """The line of ``path``, or of its nearest ancestor that has one."""
-        path = tuple(path)
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return self.lines.get((), None)
-
-    def node_line(self, node_id: str) -> int | None:
-        index = self.node_index(node_id)
-        return self.line(("nodes", index)) if index is not None else None
-
-    def node_index(self, node_id: str) -> int | None:
-        nodes = self.data.get("nodes") if isinstance(self.data, dict) else None
-        if isinstance(nodes, list):
-            for i, node in enumerate(nodes):
-                if isinstance(node, dict) and node.get("id") == node_id:
-                    return i
-        return None
-
-
-def _construct(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int]) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else (
-                _scalar(key_node)
-            )
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return _scalar(node)
-
-
-_SCALAR_LOADER = yaml.SafeLoader("")
-# libyaml composes ~30x faster and keeps the marks we need for line numbers.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    return _SCALAR_LOADER.construct_object(node, deep=True)
-
-
-def parse_yaml(text: str, file: str | None = None) -> SourceMap:
-    """Parse YAML text into plain data plus a line map; malformed YAML raises ``SpecError``."""
-    try:
-        root = yaml.compose(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([Problem(f"malformed YAML: {problem}", file=file, line=line, code="yaml")]) from exc
-    lines: dict[YamlPath, int] = {}
-    data = _construct(root, (), lines) if root is not None else None
-    return SourceMap(file=file, lines=lines, data=data)
+from agentforge.workflow.nodes.base import node_class, node_kinds
+from agentforge.workflow.spec import WorkflowSpec
 
 
 def load_spec(path: str | Path) -> WorkflowSpec:
     """Read, parse and model-validate a workflow file (static graph checks are ``validate``'s job)."""
+    source = read_source(path)
+    return spec_from_data(source.data, source)
+
+
+def other_kind(data: Any) -> str | None:
+    """What a parsed YAML file is, when it is plainly not a workflow (``kind: env``, no ``nodes``), else None."""
+    if not isinstance(data, dict):
+        return None
+    kind = data.get("kind")
+    if kind is not None and kind != "workflow":
+        return f"kind: {kind}"
+    if kind is None and "nodes" not in data:
+        return "no 'kind: workflow' and no 'nodes'"
+    return None
+
+
+def read_source(path: str | Path) -> SourceMap:
+    """Read and parse a workflow file within the size limit, keeping the line of every key."""
     path = Path(path)
+    limit = get_settings().max_workflow_bytes
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)  # never more: a device or a pipe may not end
+        text = raw.decode("utf-8")
     except FileNotFoundError as exc:
         raise SpecError([Problem("file not found", file=str(path), code="not_found")]) from exc
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem(f"cannot read file: {exc}", file=str(path), code="unreadable")]) from exc
-    return spec_from_text(text, file=str(path))
+    if len(raw) > limit:
+        raise SpecError([_too_large(f"the file is larger than {limit:,} bytes", str(path), 1,
+                                    "max_workflow_bytes")])
+    return parse_yaml(text, file=str(path))
+
+
+def _too_large(message: str, file: str | None, line: int | None, setting: str) -> Problem:
+    return Problem(f"{message}, the limit for a workflow", file=file, line=line, code="too_large",
+                   hint=f"split it into subworkflows, or raise '{setting}' in agentforge.yaml")
 
 
 def spec_from_text(text: str, file: str | None = None) -> WorkflowSpec:
@@ -108,15 +67,22 @@ def spec_from_data(data: Any, source: SourceMap | None = None) -> WorkflowSpec:
         source.data = data
     if not isinstance(data, dict):
         raise SpecError([Problem("a workflow file must be a YAML mapping", file=source.file, line=1)])
+    nodes = data.get("nodes")
+    most = get_settings().max_workflow_nodes
+    if isinstance(nodes, list) and len(nodes) > most:
+        raise SpecError([_too_large(f"the workflow has {len(nodes):,} nodes, more than {most:,}", source.file,
+                                    source.line(("nodes",)), "max_workflow_nodes")])
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems_from_validation(exc, data, source)) from None
+        raise SpecError(problems_from_validation(exc, data, source)) from None
     spec._source = source
+    if any(node.child_workflows() for node in spec.nodes):
+        _ = spec.hash  # the identity of the children as they are now, not whenever it is first asked for
     return spec
 
 
-def _problems_from_validation(exc: ValidationError, data: dict[str, Any], source: SourceMap) -> list[Problem]:
+def problems_from_validation(exc: ValidationError, data: dict[str, Any], source: SourceMap) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[YamlPath, str]] = set()
     for err in exc.errors(include_url=False):
@@ -163,7 +129,7 @@ def _yaml_path(loc: tuple[Any, ...], data: dict[str, Any]) -> YamlPath:
     out: list[str | int] = []
     cursor: Any = data
     for i, part in enumerate(loc):
-        if i == 2 and loc[0] == "nodes" and part in NODE_KINDS:
+        if i == 2 and loc[0] == "nodes" and part in node_kinds():
             continue  # the discriminator tag pydantic inserts after the node index
         in_dict = isinstance(cursor, dict) and part in cursor
         in_list = isinstance(cursor, list) and isinstance(part, int) and part < len(cursor)
@@ -199,10 +165,7 @@ def _model_fields_at(loc: YamlPath, data: dict[str, Any]) -> list[str]:
         model = s.WorkflowSpec
     elif len(parent) == 2 and parent[0] == "nodes":
         kind = data["nodes"][parent[1]].get("kind") if isinstance(data.get("nodes"), list) else None
-        model = {
-            "agent": s.AgentNode, "tool": s.ToolNode, "router": s.RouterNode,
-            "ensemble": s.EnsembleNode, "code": s.CodeNode, "subworkflow": s.SubworkflowNode,
-        }.get(kind)
+        model = node_class(kind) if kind in node_kinds() else None
     elif parent == ("defaults",):
         model = s.Defaults
     elif len(parent) == 2 and parent[0] == "edges":
@@ -230,18 +193,18 @@ def _describe(err: dict[str, Any], loc: YamlPath, data: dict[str, Any]) -> tuple
         return f"unknown field '{key}'", hint
     if etype == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
-        close = get_close_matches(str(tag), NODE_KINDS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(NODE_KINDS)}"
+        close = get_close_matches(str(tag), node_kinds(), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(node_kinds())}"
         return f"unknown node kind '{tag}'", hint
     if etype == "too_short":
         return err.get("msg", "too few items"), "add at least one item"
     if etype == "union_tag_not_found":
-        return "node has no 'kind'", f"add 'kind:' with one of {', '.join(NODE_KINDS)}"
+        return "node has no 'kind'", f"add 'kind:' with one of {', '.join(node_kinds())}"
     if etype == "missing":
         name = err["loc"][-1]
         return f"missing required field '{name}'", f"add '{name}:' here"
     msg = err.get("msg", "invalid value")
-    return msg[0].lower() + msg[1:] if msg else "invalid value", None
+    return msg[0].lower() + msg[1:] if msg else "invalid value", scalar_hint(etype, err.get("input"))
 
 
 def _collapse_union_noise(problems: list[Problem]) -> list[Problem]:

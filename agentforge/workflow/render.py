@@ -6,12 +6,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from agentforge.workflow.spec import END, START, RouterNode, WorkflowSpec
-
-_SHAPES = {"agent": ("[", "]"), "tool": ("[[", "]]"), "router": ("{", "}"), "ensemble": ("[/", "/]"),
-           "code": ("[(", ")]"), "subworkflow": ("[[", "]]")}
-_COLORS = {"agent": "#cfe2ff", "tool": "#d1e7dd", "router": "#fff3cd", "ensemble": "#e2d9f3",
-           "code": "#f8d7da", "subworkflow": "#dee2e6", START: "#ffffff", END: "#ffffff"}
+from agentforge.workflow.spec import END, START, WorkflowSpec
 
 
 def edges(spec: WorkflowSpec) -> list[tuple[str, str, str]]:
@@ -24,14 +19,9 @@ def edges(spec: WorkflowSpec) -> list[tuple[str, str, str]]:
             has_out.add(src)
             out += [(src, dst, label) for dst in edge.targets()]
     for node in spec.nodes:
-        if isinstance(node, RouterNode):
-            for route in node.routes:
-                out.append((node.id, route.to, route.when or route.label or ""))
-            if node.default:
-                out.append((node.id, node.default, "default"))
-            if node.on_limit:
-                out.append((node.id, node.on_limit, f"after {node.max_iterations}"))
-        elif node.id not in has_out:
+        branches = node.branches()
+        out += [(node.id, b.target, b.label) for b in branches]
+        if not branches and node.id not in has_out:
             out.append((node.id, END, ""))
     return out
 
@@ -39,7 +29,7 @@ def edges(spec: WorkflowSpec) -> list[tuple[str, str, str]]:
 def to_mermaid(spec: WorkflowSpec) -> str:
     lines = ["flowchart TD", f"    {START}([start])", f"    {END}([end])"]
     for node in spec.nodes:
-        left, right = _SHAPES[node.kind]
+        left, right = node.shape
         lines.append(f'    {node.id}{left}"{node.id}<br/><i>{node.kind}</i>"{right}')
     for src, dst, label in edges(spec):
         text = label.replace('"', "'").replace("|", "/")
@@ -64,6 +54,7 @@ def draw(spec: WorkflowSpec, path: Path, fmt: str) -> Path:
     pos = nx.multipartite_layout(g, subset_key="layer", align="horizontal", scale=1.0)
     pos = {k: (v[0], -layer[k]) for k, v in pos.items()}
     kinds = {n.id: n.kind for n in spec.nodes}
+    node_colors = {n.id: n.color for n in spec.nodes}
     width = max(6.0, 2.2 * max(sum(1 for v in layer.values() if v == d) for d in set(layer.values())))
     fig, ax = plt.subplots(figsize=(width, 1.4 * (max(layer.values()) + 1) + 1))
     forward = [(s, d) for s, d, _ in all_edges if layer[d] > layer[s]]
@@ -72,7 +63,7 @@ def draw(spec: WorkflowSpec, path: Path, fmt: str) -> Path:
     nx.draw_networkx_edges(g, pos, edgelist=back, ax=ax, arrows=True, arrowsize=14, node_size=2600,
                            style="dashed", connectionstyle="arc3,rad=0.4", edge_color="#b02a37")
     labels = {n: (f"{n}\n({kinds[n]})" if n in kinds else n.lower()) for n in g.nodes}
-    colors = [_COLORS.get(kinds.get(n, n), "#ffffff") for n in g.nodes]
+    colors = [node_colors.get(n, "#ffffff") for n in g.nodes]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=2600, edgecolors="#333333", node_shape="s")
     nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=8)
     edge_labels: dict[tuple[str, str], str] = {}
@@ -89,30 +80,40 @@ def draw(spec: WorkflowSpec, path: Path, fmt: str) -> Path:
     return path
 
 
-def _back_edges(g: nx.DiGraph) -> set[tuple[str, str]]:
-    """Edges that close a loop: they point at a node still on the depth-first path from START."""
+def back_edges(g: nx.DiGraph, source: str = START) -> set[tuple[str, str]]:
+    """Edges that close a loop: they point at a node still on the depth-first path from ``source`` (then
+    from each node not reached yet, so loops among unreachable nodes are found too).
+
+    Iterative, so a chain of any length is walked without touching the recursion limit.
+    """
     back: set[tuple[str, str]] = set()
-    on_path: set[str] = set()
     seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        seen.add(name)
-        on_path.add(name)
-        for succ in g.successors(name):
-            if succ in on_path:
-                back.add((name, succ))
-            elif succ not in seen:
-                visit(succ)
-        on_path.discard(name)
-
-    visit(START)
+    for root in [source, *g.nodes] if source in g else list(g.nodes):
+        if root in seen:
+            continue
+        seen.add(root)
+        on_path = {root}
+        stack = [(root, iter(g.successors(root)))]
+        while stack:
+            name, successors = stack[-1]
+            for succ in successors:
+                if succ in on_path:
+                    back.add((name, succ))
+                elif succ not in seen:
+                    seen.add(succ)
+                    on_path.add(succ)
+                    stack.append((succ, iter(g.successors(succ))))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(name)
     return back
 
 
 def _layers(g: nx.DiGraph) -> dict[str, int]:
     """Longest-path depth from START once the loops' back edges are set aside."""
     dag = nx.DiGraph(g)
-    dag.remove_edges_from(_back_edges(g))
+    dag.remove_edges_from(back_edges(g))
     depth = dict.fromkeys(g.nodes, 0)
     for name in nx.topological_sort(dag):
         for succ in dag.successors(name):

@@ -1,41 +1,85 @@
 """The workflow as data: a frozen pydantic model whose content hash is its identity.
 
-Node kinds form a discriminated union on ``kind``. Sequences are tuples so a spec cannot be
-changed in place; a new version is made with :meth:`WorkflowSpec.evolve`, which records the parent
-hash and the :class:`Change` that produced it.
+Node kinds form a discriminated union on ``kind``, derived from the registry in
+``workflow/nodes/``. Sequences are tuples so a spec cannot be changed in place; a new version is made
+with :meth:`WorkflowSpec.apply`, which validates it and records the parent hash and the
+:class:`Change` that produced it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator
+from pydantic.fields import FieldInfo
 
-from agentforge.workflow.types import ANY, FieldType, is_type_name, parse_type
+from agentforge.workflow.edits import Candidate, Change, Edit
+from agentforge.workflow.nodes import (
+    AgentNode,
+    CodeNode,
+    EnsembleMember,
+    EnsembleNode,
+    Route,
+    RouterChoice,
+    RouterNode,
+    SubworkflowNode,
+    ToolNode,
+)
+from agentforge.workflow.nodes.base import (
+    END,
+    ID_PATTERN,
+    RESERVED_IDS,
+    START,
+    Component,
+    Demo,
+    Edge,
+    FrozenModel,
+    NodeBase,
+    Sampling,
+    TypeExpr,
+    node_kinds,
+    node_union,
+    on_change,
+)
+from agentforge.workflow.types import FieldType, is_type_name, parse_type
 
-START = "START"
-END = "END"
-RESERVED_IDS = frozenset({START, END, "__start__", "__end__"})
-ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+__all__ = [
+    "END",
+    "ID_PATTERN",
+    "RESERVED_IDS",
+    "START",
+    "AgentNode",
+    "Candidate",
+    "Change",
+    "CodeNode",
+    "Component",
+    "Defaults",
+    "Demo",
+    "Edge",
+    "Edit",
+    "EnsembleMember",
+    "EnsembleNode",
+    "InputField",
+    "NodeBase",
+    "Route",
+    "RouterChoice",
+    "RouterNode",
+    "Sampling",
+    "StateField",
+    "SubworkflowNode",
+    "ToolNode",
+    "TypeExpr",
+    "WorkflowSpec",
+]
 
-TypeExpr = str | dict[str, Any]
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Sampling(_Model):
-    """Sampling parameters; any left unset falls back to the workflow defaults."""
-
-    model: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+_Model = FrozenModel
 
 
 class Defaults(Sampling):
@@ -61,172 +105,6 @@ class InputField(_Model):
     description: str | None = None
 
 
-class Demo(_Model):
-    """A few-shot example: values for the node's inputs and the outputs it should give."""
-
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-
-
-class _NodeBase(_Model):
-    id: str = Field(pattern=ID_PATTERN)
-    description: str | None = None
-    inputs: tuple[str, ...] | dict[str, TypeExpr] = ()
-    outputs: tuple[str, ...] | dict[str, TypeExpr] = ()
-    protected: bool = Field(default=False, description="Optimizers must not remove or rewrite this node.")
-
-    kind: ClassVar[str]
-
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(self.inputs)
-
-    def declared_input_types(self) -> dict[str, FieldType]:
-        """Inputs whose type the node states; a bare name takes the type of whatever produces it."""
-        if isinstance(self.inputs, dict):
-            return {k: parse_type(v) for k, v in self.inputs.items()}
-        return {}
-
-    def output_types(self) -> dict[str, FieldType]:
-        if isinstance(self.outputs, dict):
-            return {k: parse_type(v) for k, v in self.outputs.items()}
-        return {k: parse_type("str") for k in self.outputs}
-
-    def components(self) -> dict[str, str]:
-        """Named text components an optimizer may rewrite (``node_id.field`` -> text)."""
-        return {}
-
-
-class AgentNode(_NodeBase, Sampling):
-    """One LLM call, or a ReAct loop when ``tools`` are allowed."""
-
-    kind: Literal["agent"] = "agent"  # type: ignore[assignment]
-    instruction: str = ""
-    prompt: str | None = Field(default=None, description="Template with {field} variables.")
-    demos: tuple[Demo, ...] = ()
-    n: int = Field(default=1, ge=1, le=16, description="Samples to draw; the most common answer wins.")
-    tools: tuple[str, ...] = ()
-    max_steps: int = Field(default=6, ge=1, le=50)
-
-    def components(self) -> dict[str, str]:
-        out = {f"{self.id}.instruction": self.instruction}
-        if self.prompt is not None:
-            out[f"{self.id}.prompt"] = self.prompt
-        return out
-
-
-class ToolNode(_NodeBase):
-    """Call one tool with arguments rendered from state."""
-
-    kind: Literal["tool"] = "tool"  # type: ignore[assignment]
-    tool: str
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class Route(_Model):
-    to: str
-    when: str | None = Field(default=None, description="A Python-like boolean expression over state.")
-    label: str | None = Field(default=None, description="The name an LLM router chooses between.")
-    description: str | None = None
-
-
-class RouterChoice(Sampling):
-    """Let an LLM pick the route label."""
-
-    instruction: str = "Choose the best route for the input."
-    prompt: str | None = None
-
-
-class RouterNode(_NodeBase):
-    """Branch on state expressions, or on an LLM's choice of label."""
-
-    kind: Literal["router"] = "router"  # type: ignore[assignment]
-    routes: tuple[Route, ...] = Field(min_length=1)
-    default: str | None = None
-    llm: RouterChoice | None = None
-    max_iterations: int | None = Field(default=None, ge=1, description="Bound on visits, for loops.")
-    on_limit: str | None = Field(default=None, description="Where to go once max_iterations is reached.")
-
-    def components(self) -> dict[str, str]:
-        return {f"{self.id}.instruction": self.llm.instruction} if self.llm else {}
-
-
-class EnsembleMember(Sampling):
-    instruction: str = ""
-    prompt: str | None = None
-    demos: tuple[Demo, ...] = ()
-
-
-class EnsembleNode(_NodeBase):
-    """Run one agent n times concurrently, then vote or let an LLM judge select."""
-
-    kind: Literal["ensemble"] = "ensemble"  # type: ignore[assignment]
-    member: EnsembleMember
-    n: int = Field(default=3, ge=2, le=32)
-    strategy: Literal["vote", "select"] = "vote"
-    vote_on: str | None = None
-    judge: RouterChoice | None = None
-
-    def components(self) -> dict[str, str]:
-        return {f"{self.id}.instruction": self.member.instruction}
-
-
-class CodeNode(_NodeBase):
-    """Run Python (written here, or generated into a state field) in a sandboxed subprocess."""
-
-    kind: Literal["code"] = "code"  # type: ignore[assignment]
-    source: str | None = None
-    code_from: str | None = Field(default=None, description="State field holding the code to run.")
-    timeout: float = Field(default=10.0, gt=0, le=600)
-    memory_mb: int = Field(default=512, ge=32)
-    on_error: Literal["fail", "continue"] = "fail"
-
-
-class SubworkflowNode(_NodeBase):
-    """Run another workflow file as one node; inputs and outputs bind by name."""
-
-    kind: Literal["subworkflow"] = "subworkflow"  # type: ignore[assignment]
-    workflow: str = Field(description="Path to the child YAML, relative to this file.")
-
-    def output_types(self) -> dict[str, FieldType]:
-        """Declared types; an output listed by name alone takes the child workflow's type for it.
-
-        The child's outputs arrive already coerced to the child's types, so ``any`` here means "as
-        the child gives it"; validation reads the child file to type these outputs statically.
-        """
-        if isinstance(self.outputs, dict):
-            return {k: parse_type(v) for k, v in self.outputs.items()}
-        return dict.fromkeys(self.outputs, ANY)
-
-
-Node = Annotated[
-    AgentNode | ToolNode | RouterNode | EnsembleNode | CodeNode | SubworkflowNode,
-    Field(discriminator="kind"),
-]
-NODE_KINDS = ("agent", "tool", "router", "ensemble", "code", "subworkflow")
-
-
-class Edge(_Model):
-    """``from`` a list means a join: ``to`` runs once every listed node has finished."""
-
-    source: str | tuple[str, ...] = Field(alias="from")
-    target: str | tuple[str, ...] = Field(alias="to")
-
-    def sources(self) -> tuple[str, ...]:
-        return (self.source,) if isinstance(self.source, str) else self.source
-
-    def targets(self) -> tuple[str, ...]:
-        return (self.target,) if isinstance(self.target, str) else self.target
-
-
-class Change(_Model):
-    """Why a version differs from its parent (written by optimizers, read by the gate and reports)."""
-
-    summary: str
-    nodes: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
-    author: str = "human"
-
-
 class WorkflowSpec(_Model):
     version: Literal[1] = 1
     kind: Literal["workflow"] = "workflow"
@@ -237,13 +115,13 @@ class WorkflowSpec(_Model):
     state: dict[str, StateField] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     tools: dict[str, str] = Field(default_factory=dict, description="Custom tools: name -> 'module:attr'.")
-    nodes: tuple[Node, ...] = Field(min_length=1)
+    nodes: tuple[node_union(), ...] = Field(min_length=1)  # type: ignore[valid-type]
     edges: tuple[Edge, ...] = ()
     entry: str | tuple[str, ...] | None = None
     parent: str | None = Field(default=None, description="Content hash of the spec this one evolved from.")
     change: Change | None = None
 
-    # Where the spec was loaded from, for error messages; not part of its identity.
+    # Where the spec was loaded from, for error messages and child paths; not part of its identity.
     _source: Any = PrivateAttr(default=None)
 
     @field_validator("inputs", mode="before")
@@ -283,30 +161,79 @@ class WorkflowSpec(_Model):
 
     @cached_property
     def hash(self) -> str:
-        """The content hash: the spec's identity (computed once; the spec is frozen).
+        """The identity: a hash of the content and of every subworkflow's identity (computed once).
 
         Keys are not sorted: the order of a node's outputs is behaviour (``n`` samples and ensembles
         vote on the first one, and the model is asked for them in order), so it is identity too.
+        A subworkflow node names a file; the child's own hash is folded in, so editing the child file
+        changes the parent's hash. Custom tool references are part of the content (``tools:``).
+        Model aliases resolve through settings, which are not part of the spec: ``identity()``
+        records them beside the hash.
         """
         text = json.dumps(self.content(), separators=(",", ":"))
+        children = self.child_hashes()
+        if children:
+            text += json.dumps(children, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def child_hashes(self) -> dict[str, str]:
+        """The hash of each subworkflow node's child spec (``missing:<path>`` if it cannot be read)."""
+        out: dict[str, str] = {}
+        for node in self.nodes:
+            for i, workflow in enumerate(node.child_workflows()):
+                out[node.id if i == 0 else f"{node.id}#{i}"] = _child_hash(self, workflow)
+        return out
+
+    def identity(self, settings: Any = None) -> dict[str, Any]:
+        """What the spec's behaviour depends on: the hash, and beside it what settings resolve.
+
+        The hash covers the content (custom tool references included) and every subworkflow's hash.
+        Model aliases are defined in ``agentforge.yaml``, outside the spec, so each alias the spec
+        uses is recorded here as settings resolve it (model string, api_base, provider params);
+        a name that is not an alias (a litellm ``provider/model`` string) maps to ``None``.
+        """
+        from agentforge.config import get_settings
+
+        aliases = (settings or get_settings()).aliases()
+        models: dict[str, Any] = {}
+        for name in sorted(self.models_used()):
+            alias = aliases.get(name)
+            models[name] = alias.model_dump(mode="json", include={"model", "api_base", "params"}) if alias else None
+        return {"hash": self.hash, "tools": dict(self.tools), "subworkflows": self.child_hashes(), "models": models}
+
+    def models_used(self) -> set[str]:
+        """Every model name the spec names (defaults and nodes), aliases and provider strings alike."""
+        names = {self.defaults.model} if self.defaults.model else set()
+        for c in self.components():
+            if c.kind == "sampling" and c.name.endswith(".model") and c.value:
+                names.add(c.value)
+        return names
+
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> WorkflowSpec:
-        copy = super().model_copy(update=update, deep=deep)
-        for cached in _CACHED:  # a changed copy must not inherit cached identity or parsed fields
-            copy.__dict__.pop(cached, None)
+        """A copy with ``update`` applied, validated like any new spec (``deep`` is moot: specs are frozen)."""
+        data = self.model_dump(by_alias=True, round_trip=True)
+        for key, value in (update or {}).items():
+            alias = type(self).model_fields[key].alias if key in type(self).model_fields else None
+            data[alias or key] = value
+        copy = type(self).model_validate(data)
+        copy._source = self._source
         return copy
 
-    def evolve(self, change: Change, **updates: Any) -> WorkflowSpec:
-        """A new version with ``updates`` applied, recording this spec as its parent."""
-        data = self.model_dump(by_alias=True, exclude={"parent", "change"})
-        data.update(updates)
-        child = type(self).model_validate({**data, "parent": self.hash, "change": change.model_dump()})
-        child._source = self._source
-        return child
+    def apply(self, edits: Sequence[Edit], change: Change | None = None, *, tool_names: Iterable[str] | None = None,
+              settings: Any = None) -> WorkflowSpec:
+        """A new version: this spec with ``edits`` applied, fully validated, recording this spec as its parent.
+
+        The ``change`` stored on the result holds the edits as applied (each with its before and
+        after) and the RFC 6902 patch from this spec to the result. ``tool_names`` (the tool registry's
+        names) enables the unknown-tool check; without it tools are not checked. A bad edit, or a
+        result that fails validation, raises ``SpecError`` naming the edit.
+        """
+        from agentforge.workflow.edits import apply_edits
+
+        return apply_edits(self, edits, change, tool_names=tool_names, settings=settings)
 
     # -- lookups -------------------------------------------------------------------------------
-    def node(self, node_id: str) -> Node:
+    def node(self, node_id: str) -> Any:
         for node in self.nodes:
             if node.id == node_id:
                 return node
@@ -339,15 +266,58 @@ class WorkflowSpec(_Model):
     def output_types(self) -> dict[str, FieldType]:
         return {k: parse_type(v) for k, v in self.outputs.items()}
 
-    def components(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for node in self.nodes:
-            out.update(node.components())
-        return out
+    def components(self) -> tuple[Component, ...]:
+        """Every editable part of every node, each with its value, kind and whether its node is protected."""
+        return tuple(c for node in self.nodes for c in node.components())
 
     @property
     def source_file(self) -> str | None:
         return getattr(self._source, "file", None)
 
+    @property
+    def base_dir(self) -> Path:
+        """The folder subworkflow paths are relative to."""
+        return Path(self.source_file).parent if self.source_file else Path.cwd()
 
-_CACHED = ("hash", "_parsed_inputs", "_parsed_input_types")
+
+# Files whose hash is being computed, so a file that includes itself hashes as a cycle, not forever.
+_HASHING: ContextVar[frozenset[Path]] = ContextVar("agentforge_hashing", default=frozenset())
+
+
+def _child_hash(spec: WorkflowSpec, workflow: str) -> str:
+    from agentforge.errors import SpecError
+    from agentforge.workflow.loader import load_spec
+
+    path = (spec.base_dir / workflow).resolve()
+    outer = _HASHING.get()
+    if path in outer:
+        return f"cycle:{workflow}"
+    token = _HASHING.set(outer | {path, *([Path(spec.source_file).resolve()] if spec.source_file else [])})
+    try:
+        return load_spec(path).hash
+    except SpecError:
+        return f"missing:{workflow}"
+    finally:
+        _HASHING.reset(token)
+
+
+def _rebuild() -> None:
+    """Re-derive the node union after a kind is registered or removed."""
+    field = WorkflowSpec.__pydantic_fields__["nodes"]
+    WorkflowSpec.__pydantic_fields__["nodes"] = FieldInfo.from_annotated_attribute(
+        tuple[node_union(), ...], Field(min_length=1, description=field.description))  # type: ignore[misc]
+    WorkflowSpec.model_rebuild(force=True)
+    Candidate.model_rebuild(force=True)
+
+
+on_change(_rebuild)
+Candidate.model_rebuild(_types_namespace={"WorkflowSpec": WorkflowSpec})
+
+
+def __getattr__(name: str) -> Any:
+    # The union and the list of kinds follow the registry, so they are read when asked for.
+    if name == "NODE_KINDS":
+        return node_kinds()
+    if name == "Node":
+        return node_union()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,16 @@
 """Static checks that run before anything executes. Every problem is collected, none stops the rest.
 
-Checks: duplicate ids, unknown edge targets, unknown tools and model aliases, unbound prompt
-variables, fields a node kind would ignore, inputs nobody produces (or that only a later node
-produces), port type mismatches, unreachable nodes, nodes with no path to an exit, cycles that pass
-through no router with ``max_iterations``, and the same for every subworkflow file (plus how the
-parent binds it: required child inputs, output types, custom tool references).
+Graph-level checks live here: duplicate ids, unknown edge and branch targets, types (declared,
+parsed, and matched across every edge), inputs nobody produces (or that only a later node produces),
+unreachable nodes, nodes with no path to an exit, and cycles that pass through no loop bound. Each
+node kind checks itself (``NodeBase.check``: its prompts, models, tools, fields it would ignore)
+through the services this checker offers (``CheckContext``: model aliases, tool names, templates,
+and child workflows, themselves checked in full).
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from difflib import get_close_matches
 from pathlib import Path
@@ -18,33 +20,22 @@ import networkx as nx
 
 from agentforge.config import Settings, get_settings
 from agentforge.errors import Problem, SpecError
-from agentforge.expr import ExpressionError, names_used
+from agentforge.workflow.nodes.base import suggest
 from agentforge.workflow.prompt import TemplateError, template_variables
-from agentforge.workflow.spec import (
-    END,
-    START,
-    AgentNode,
-    CodeNode,
-    EnsembleNode,
-    RouterNode,
-    SubworkflowNode,
-    ToolNode,
-    WorkflowSpec,
-)
+from agentforge.workflow.render import back_edges
+from agentforge.workflow.spec import END, START, WorkflowSpec
 from agentforge.workflow.types import FieldType, coerce, is_assignable, parse_type, zero_value
 
-
-def _suggest(name: str, options: Iterable[str]) -> str | None:
-    close = get_close_matches(name, list(options), n=1)
-    return f"did you mean '{close[0]}'?" if close else None
+_LARGE = 500  # options past which a 'did you mean' search counts against the checker's budget
 
 
 class _Checker:
-    def __init__(self, spec: WorkflowSpec, settings: Settings, tool_names: set[str], depth: int,
+    def __init__(self, spec: WorkflowSpec, settings: Settings, tool_names: set[str] | None, depth: int,
                  inherited_refs: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.settings = settings
-        self.tool_names = tool_names | set(spec.tools)
+        # ``None``: the caller knows no tool registry, so tool names are not checked.
+        self.tool_names = None if tool_names is None else tool_names | set(spec.tools)
         self.depth = depth
         # Custom tools of this file and its ancestors: a child runs with its parent's tool registry.
         self.tool_refs = {**(inherited_refs or {}), **spec.tools}
@@ -52,9 +43,23 @@ class _Checker:
         self.file = spec.source_file
         self.problems: list[Problem] = []
         self.ids = spec.node_ids()
-        self.child_specs: dict[str, WorkflowSpec] = {}
+        self.by_id: dict[str, Any] = {}
+        for node in spec.nodes:
+            self.by_id.setdefault(node.id, node)
+        self.child_specs: dict[str, WorkflowSpec | None] = {}
+        self.large_suggestions = 20
 
     # -- helpers -------------------------------------------------------------------------------
+    def suggest(self, name: str, options: Iterable[str]) -> str | None:
+        """'did you mean' over node ids or state names: each search over a large graph costs O(nodes), so
+        only the first few are made (a file with thousands of typos would otherwise take minutes)."""
+        options = list(options)
+        if len(options) > _LARGE:
+            if self.large_suggestions <= 0:
+                return None
+            self.large_suggestions -= 1
+        return suggest(name, options)
+
     def line(self, node_id: str | None = None, *path: str | int) -> int | None:
         if self.source is None:
             return None
@@ -115,11 +120,9 @@ class _Checker:
         self.check_types()
         self.check_ids()
         graph = self.build_graph()
-        self.check_models()
-        self.check_tools()
-        self.check_subworkflows()
-        self.check_prompts()
-        self.check_kinds()
+        self.check_model(self.spec.defaults.model, node=None, path=("defaults", "model"), field="defaults.model")
+        for node in self.spec.nodes:
+            node.check(self)
         self.check_dataflow(graph)
         self.check_structure(graph)
         return self.problems
@@ -139,10 +142,10 @@ class _Checker:
 
     def target_ok(self, target: str, *, node: str | None, path: tuple[str | int, ...], field: str,
                   line: int | None = None) -> bool:
-        if target == END or target in self.ids:
+        if target == END or target in self.by_id:
             return True
         self.add(f"unknown node '{target}'", node=node, path=path, field=field,
-                 hint=_suggest(target, [*self.ids, END]) or "use a node id or END", code="unknown_node",
+                 hint=self.suggest(target, [*self.by_id, END]) or "use a node id or END", code="unknown_node",
                  line=line)
         return False
 
@@ -167,9 +170,9 @@ class _Checker:
                     valid_src = False
                 else:
                     valid_src = self.target_ok(src, node=None, path=("edges", i), field="from", line=line)
-                    if valid_src and isinstance(self.spec.node(src), RouterNode):
-                        self.add(f"router '{src}' has a plain outgoing edge", node=src, field="edges",
-                                 line=line, hint="a router's exits are its routes; remove this edge",
+                    if valid_src and (node := self.by_id[src]).branches():
+                        self.add(f"{node.kind} '{src}' has a plain outgoing edge", node=src, field="edges",
+                                 line=line, hint=f"a {node.kind}'s exits are its routes; remove this edge",
                                  code="router_edge")
                 for dst in edge.targets():
                     if dst == START:
@@ -180,15 +183,11 @@ class _Checker:
                         g.add_edge(src, dst)
                         outgoing.add(src)
         for node in self.spec.nodes:
-            if isinstance(node, RouterNode):
-                for j, route in enumerate(node.routes):
-                    if self.target_ok(route.to, node=node.id, path=("routes", j, "to"), field=f"routes[{j}].to"):
-                        g.add_edge(node.id, route.to)
-                for name in ("default", "on_limit"):
-                    target = getattr(node, name)
-                    if target is not None and self.target_ok(target, node=node.id, path=(name,), field=name):
-                        g.add_edge(node.id, target)
-            elif node.id not in outgoing:
+            branches = node.branches()
+            for branch in branches:
+                if self.target_ok(branch.target, node=node.id, path=branch.path, field=branch.field):
+                    g.add_edge(node.id, branch.target)
+            if not branches and node.id not in outgoing:
                 g.add_edge(node.id, END)  # a node with no outgoing edge ends the workflow
         return g
 
@@ -199,190 +198,69 @@ class _Checker:
         if model is None or "/" in model or model in self.known_models():
             return
         self.add(f"unknown model alias '{model}'", node=node, path=path, field=field,
-                 hint=_suggest(model, self.known_models()) or
+                 hint=suggest(model, self.known_models()) or
                  "use an alias from agentforge.yaml or a litellm 'provider/model' string",
                  code="unknown_model")
 
-    def check_models(self) -> None:
-        self.check_model(self.spec.defaults.model, node=None, path=("defaults", "model"), field="defaults.model")
-        for node in self.spec.nodes:
-            if isinstance(node, AgentNode):
-                self.check_model(node.model, node=node.id, path=("model",), field="model")
-            elif isinstance(node, RouterNode) and node.llm is not None:
-                self.check_model(node.llm.model, node=node.id, path=("llm", "model"), field="llm.model")
-            elif isinstance(node, EnsembleNode):
-                self.check_model(node.member.model, node=node.id, path=("member", "model"), field="member.model")
-                if node.judge is not None:
-                    self.check_model(node.judge.model, node=node.id, path=("judge", "model"), field="judge.model")
+    # -- services for the kinds' own checks (``CheckContext``) ------------------------------------
+    def output_types(self, node_id: str) -> dict[str, FieldType]:
+        return self.node_out[node_id]
 
-    def check_tools(self) -> None:
-        for node in self.spec.nodes:
-            names: list[tuple[str, tuple[str | int, ...]]] = []
-            if isinstance(node, AgentNode):
-                names = [(t, ("tools", i)) for i, t in enumerate(node.tools)]
-            elif isinstance(node, ToolNode):
-                names = [(node.tool, ("tool",))]
-            for name, path in names:
-                if name not in self.tool_names:
-                    self.add(f"unknown tool '{name}'", node=node.id, path=path, field="tools",
-                             hint=_suggest(name, self.tool_names) or
-                             f"available: {', '.join(sorted(self.tool_names))}; custom tools go under 'tools:'",
-                             code="unknown_tool")
+    def check_tool(self, name: str, *, node: str, path: tuple[str | int, ...]) -> None:
+        if self.tool_names is None or name in self.tool_names:
+            return
+        self.add(f"unknown tool '{name}'", node=node, path=path, field="tools",
+                 hint=suggest(name, self.tool_names) or
+                 f"available: {', '.join(sorted(self.tool_names))}; custom tools go under 'tools:'",
+                 code="unknown_tool")
 
-    def check_subworkflows(self) -> None:
-        for node in self.spec.nodes:
-            if not isinstance(node, SubworkflowNode):
-                continue
-            if self.depth > 8:
-                self.add("subworkflows nest more than 8 deep (is a file including itself?)", node=node.id,
-                         path=("workflow",), field="workflow", code="subworkflow_depth")
-                continue
-            from agentforge.workflow.loader import load_spec
+    def check_template(self, text: str, *, node: str, path: tuple[str | int, ...], field: str,
+                       inputs: set[str]) -> None:
+        try:
+            variables = template_variables(text)
+        except TemplateError as exc:
+            self.add(str(exc), node=node, path=path, field=field, hint=exc.hint, code="bad_template")
+            return
+        for var in variables:
+            if var not in inputs:
+                self.add(f"prompt variable '{{{var}}}' is not bound", node=node, path=path, field=field,
+                         hint=f"add '{var}' to the node's inputs" + (
+                             f", or did you mean '{{{c}}}'?" if (c := _close(var, inputs)) else ""),
+                         code="unbound_variable")
 
-            base = Path(self.file).parent if self.file else Path.cwd()
-            path = base / node.workflow
-            if not path.is_file():
-                self.add(f"subworkflow file '{node.workflow}' not found (looked at {path})", node=node.id,
-                         path=("workflow",), field="workflow", code="subworkflow_missing")
-                continue
-            try:
-                child = load_spec(path)
-            except SpecError as exc:
-                self.problems.extend(exc.problems)
-                continue
-            child_problems = _Checker(child, self.settings, self.tool_names - set(self.spec.tools),
-                                      self.depth + 1, self.tool_refs).run()
-            self.problems.extend(child_problems)
-            self.child_specs[node.id] = child
-            for name, ref in child.tools.items():
-                mine = self.tool_refs.get(name)
-                if mine is not None and mine.strip() != ref.strip():
-                    self.add(f"custom tool '{name}' is '{ref}' in '{node.workflow}' but '{mine}' here", node=node.id,
-                             path=("workflow",), field="workflow", code="tool_clash",
-                             hint="a child runs with its parent's tools: use the same reference in both files, "
-                                  "or give one of the tools another name")
+    def child(self, node: str, workflow: str) -> WorkflowSpec | None:
+        """Load and check the child file once per node; problems in it are reported here."""
+        if node in self.child_specs:
+            return self.child_specs[node]
+        self.child_specs[node] = None
+        if self.depth > 8:
+            self.add("subworkflows nest more than 8 deep (is a file including itself?)", node=node,
+                     path=("workflow",), field="workflow", code="subworkflow_depth")
+            return None
+        from agentforge.workflow.loader import load_spec
 
-    def check_prompts(self) -> None:
-        for node in self.spec.nodes:
-            inputs = set(node.input_names())
-            templates: list[tuple[str, tuple[str | int, ...], str]] = []
-            if isinstance(node, AgentNode) and node.prompt is not None:
-                templates.append((node.prompt, ("prompt",), "prompt"))
-            if isinstance(node, RouterNode) and node.llm is not None and node.llm.prompt is not None:
-                templates.append((node.llm.prompt, ("llm", "prompt"), "llm.prompt"))
-            if isinstance(node, EnsembleNode) and node.member.prompt is not None:
-                templates.append((node.member.prompt, ("member", "prompt"), "member.prompt"))
-            if isinstance(node, EnsembleNode) and node.judge is not None and node.judge.prompt is not None:
-                templates.append((node.judge.prompt, ("judge", "prompt"), "judge.prompt"))
-            if isinstance(node, ToolNode):
-                for key, value in node.args.items():
-                    if isinstance(value, str):
-                        templates.append((value, ("args", key), f"args.{key}"))
-            for text, path, field in templates:
-                try:
-                    variables = template_variables(text)
-                except TemplateError as exc:
-                    self.add(str(exc), node=node.id, path=path, field=field, hint=exc.hint, code="bad_template")
-                    continue
-                for var in variables:
-                    if var not in inputs:
-                        self.add(f"prompt variable '{{{var}}}' is not bound", node=node.id, path=path, field=field,
-                                 hint=f"add '{var}' to the node's inputs" + (
-                                     f", or did you mean '{{{c}}}'?" if (c := _close(var, inputs)) else ""),
-                                 code="unbound_variable")
-            if isinstance(node, RouterNode):
-                self.check_router(node, inputs)
-            if isinstance(node, CodeNode):
-                if (node.source is None) == (node.code_from is None):
-                    self.add("a code node needs exactly one of 'source' or 'code_from'", node=node.id,
-                             field="source", code="code_source")
-                elif node.code_from is not None and node.code_from not in inputs:
-                    self.add(f"code_from '{node.code_from}' is not one of the node's inputs", node=node.id,
-                             path=("code_from",), field="code_from", hint=f"add '{node.code_from}' to inputs",
-                             code="unbound_variable")
-            if isinstance(node, AgentNode | EnsembleNode):
-                demos = node.demos if isinstance(node, AgentNode) else node.member.demos
-                outputs = set(self.node_out[node.id])
-                for j, demo in enumerate(demos):
-                    path: tuple[str | int, ...] = (
-                        ("demos", j) if isinstance(node, AgentNode) else ("member", "demos", j))
-                    missing_in = inputs - set(demo.inputs)
-                    missing_out = outputs - set(demo.outputs)
-                    if missing_in or missing_out:
-                        self.add(f"demo #{j + 1} lacks {sorted(missing_in | missing_out)}", node=node.id,
-                                 path=path, field="demos", code="bad_demo")
-            if isinstance(node, EnsembleNode) and node.vote_on and node.vote_on not in node.outputs:
-                self.add(f"vote_on '{node.vote_on}' is not an output of the node", node=node.id,
-                         path=("vote_on",), field="vote_on", hint=_suggest(node.vote_on, node.outputs),
-                         code="unknown_field")
-            if isinstance(node, AgentNode | EnsembleNode) and not node.outputs:
-                self.add("the node declares no outputs", node=node.id, field="outputs",
-                         hint="add e.g. 'outputs: {answer: str}'", code="no_outputs")
-
-    def check_router(self, node: RouterNode, inputs: set[str]) -> None:
-        if node.llm is None:
-            for j, route in enumerate(node.routes):
-                if route.when is None:
-                    self.add(f"route #{j + 1} has no 'when' condition", node=node.id, path=("routes", j),
-                             field="when", hint="add 'when:' or give the router an 'llm:' to choose by label",
-                             code="route_condition")
-                    continue
-                try:
-                    used = names_used(route.when)
-                except ExpressionError as exc:
-                    self.add(str(exc), node=node.id, path=("routes", j, "when"), field="when", code="bad_expression")
-                    continue
-                for name in sorted(used - inputs):
-                    self.add(f"condition uses '{name}', which is not one of the router's inputs", node=node.id,
-                             path=("routes", j, "when"), field="when", hint=f"add '{name}' to inputs",
-                             code="unbound_variable")
-            if node.default is None:
-                self.add("a router needs a 'default' route for when no condition holds", node=node.id,
-                         field="default", code="router_default", hint="add 'default: <node id or END>'")
-        else:
-            labels = [r.label for r in node.routes]
-            if any(label is None for label in labels):
-                self.add("an LLM router's routes each need a 'label' to choose from", node=node.id,
-                         field="routes", code="route_label")
-
-    def unused(self, node: str, key: str, message: str, hint: str) -> None:
-        self.add(message, node=node, path=tuple(key.split(".")), field=key, hint=hint, code="unused_field")
-
-    def check_kinds(self) -> None:
-        """Fields a node kind cannot honour: reported, never silently ignored."""
-        for node in self.spec.nodes:
-            if isinstance(node, RouterNode):
-                if node.outputs:
-                    self.add("a router writes no outputs; it only picks the next node", node=node.id,
-                             path=("outputs",), field="outputs", code="router_outputs",
-                             hint="remove 'outputs' (the route taken is in the trace); to keep a value, "
-                                  "let a node on the chosen route write it")
-                if node.on_limit is not None and node.max_iterations is None:
-                    self.unused(node.id, "on_limit", "'on_limit' is never used without 'max_iterations'",
-                                "add 'max_iterations: N', or remove 'on_limit'")
-            elif isinstance(node, ToolNode) and len(node.outputs) > 1:
-                self.add(f"a tool node has one output (the tool's result), not {len(node.outputs)}", node=node.id,
-                         path=("outputs",), field="outputs", code="tool_outputs",
-                         hint="keep one output; to split the result into several values, add a code node after it")
-            elif isinstance(node, AgentNode) and node.tools:
-                if node.n > 1:
-                    self.unused(node.id, "n", "'n' is not used by an agent with tools (a ReAct loop is one "
-                                "sample per step)", "remove 'n', or 'tools'")
-                if node.demos:
-                    self.unused(node.id, "demos", "'demos' are not used by an agent with tools",
-                                "remove 'demos', or 'tools'")
-            elif isinstance(node, EnsembleNode):
-                if node.strategy == "vote" and node.judge is not None:
-                    self.unused(node.id, "judge", "'judge' is only used with 'strategy: select'",
-                                "set 'strategy: select', or remove 'judge'")
-                if node.strategy == "select" and node.vote_on is not None:
-                    self.unused(node.id, "vote_on", "'vote_on' is only used with 'strategy: vote'",
-                                "set 'strategy: vote', or remove 'vote_on'")
-            elif isinstance(node, CodeNode) and node.on_error == "continue":
-                for name, ftype in self.node_out[node.id].items():
-                    self.check_zero(ftype, node=node.id, path=("outputs", name), field=f"outputs.{name}",
-                                    what=f"output '{name}' (on_error: continue)",
-                                    hint="add the zero value to the enum, or use on_error: fail")
+        base = Path(self.file).parent if self.file else Path.cwd()
+        path = base / workflow
+        if not path.is_file():
+            self.add(f"subworkflow file '{workflow}' not found (looked at {path})", node=node,
+                     path=("workflow",), field="workflow", code="subworkflow_missing")
+            return None
+        try:
+            child = load_spec(path)
+        except SpecError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        inherited = None if self.tool_names is None else self.tool_names - set(self.spec.tools)
+        self.problems.extend(_Checker(child, self.settings, inherited, self.depth + 1, self.tool_refs).run())
+        self.child_specs[node] = child
+        for name, ref in child.tools.items():
+            mine = self.tool_refs.get(name)
+            if mine is not None and mine.strip() != ref.strip():
+                self.add(f"custom tool '{name}' is '{ref}' in '{workflow}' but '{mine}' here", node=node,
+                         path=("workflow",), field="workflow", code="tool_clash",
+                         hint="a child runs with its parent's tools: use the same reference in both files, "
+                              "or give one of the tools another name")
+        return child
 
     def check_dataflow(self, graph: nx.DiGraph) -> None:
         spec = self.spec
@@ -411,7 +289,7 @@ class _Checker:
             producers.setdefault(name, []).append((START, declared_state[name]))
         node_outputs: dict[str, dict[str, FieldType]] = {}
         for node in spec.nodes:
-            outputs = self.node_output_types(node)
+            outputs = node.static_output_types(self, self.node_out[node.id])
             node_outputs[node.id] = outputs
             for name, ftype in outputs.items():
                 state_type = declared_state.get(name)
@@ -429,8 +307,10 @@ class _Checker:
                     self.add(f"output '{name}' is {ftype} but {who} gives '{name}' as {first_type}",
                              node=node_id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch",
                              hint=f"declare '{name}' as {first_type} here too, or rename one of the outputs")
+        ancestors_of = _ancestor_masks(graph)
+        bit = {name: 1 << i for i, name in enumerate(graph)}
         for node in spec.nodes:
-            ancestors = nx.ancestors(graph, node.id) if node.id in graph else set()
+            ancestors = ancestors_of.get(node.id, 0)
             try:
                 declared = node.declared_input_types()
             except ValueError as exc:
@@ -443,10 +323,10 @@ class _Checker:
                 if not sources:
                     self.add(f"input '{name}' is not produced by any node or workflow input", node=node.id,
                              path=("inputs",), field="inputs",
-                             hint=_suggest(name, producers) or f"add '{name}' to the workflow inputs",
+                             hint=self.suggest(name, producers) or f"add '{name}' to the workflow inputs",
                              code="unproduced_input")
                     continue
-                upstream = [(p, t) for p, t in sources if p == START or p in ancestors]
+                upstream = [(p, t) for p, t in sources if p == START or ancestors & bit.get(p, 0)]
                 if not upstream:
                     names = ", ".join(f"'{p}'" for p, _ in sources)
                     self.add(f"input '{name}' is produced only by {names}, which never runs before this node",
@@ -455,8 +335,8 @@ class _Checker:
                                   "'state:' with a default (the value it has until a node writes it)")
                     continue
                 want = declared.get(name)
-                if want is None and isinstance(node, SubworkflowNode) and node.id in self.child_specs:
-                    want = self.child_specs[node.id].input_types().get(name)
+                if want is None:
+                    want = node.static_input_type(self, name)
                 if want is not None:
                     for producer, got in upstream:
                         if not is_assignable(got, want):
@@ -469,7 +349,7 @@ class _Checker:
             sources = producers.get(name)
             if not sources:
                 self.add(f"workflow output '{name}' is not produced by any node", path=("outputs", name),
-                         field=f"outputs.{name}", hint=_suggest(name, producers), code="unproduced_output",
+                         field=f"outputs.{name}", hint=self.suggest(name, producers), code="unproduced_output",
                          line=self.line(None, "outputs", name))
                 continue
             if name in declared_state:
@@ -488,64 +368,89 @@ class _Checker:
                              hint=f"make the workflow output {got}, or node '{producer}' produce {ftype}",
                              line=self.line(None, "outputs", name))
 
-    def node_output_types(self, node: Any) -> dict[str, FieldType]:
-        if not (isinstance(node, SubworkflowNode) and node.id in self.child_specs):
-            return self.node_out[node.id]
-        child = self.child_specs[node.id]
-        child_outputs = child.output_types()
-        declared = self.node_out[node.id] if isinstance(node.outputs, dict) else {}
-        out: dict[str, FieldType] = {}
-        for name in node.outputs:
-            if name not in child_outputs:
-                self.add(f"subworkflow has no output '{name}'", node=node.id, path=("outputs",),
-                         field="outputs", hint=_suggest(name, child_outputs), code="unknown_field")
-                continue
-            got = child_outputs[name]
-            if name not in declared:  # listed by name: typed by the child
-                out[name] = got
-                continue
-            if not is_assignable(got, declared[name]):
-                self.add(f"output '{name}' is declared {declared[name]} but the subworkflow gives {got}",
-                         node=node.id, path=("outputs", name), field=f"outputs.{name}", code="type_mismatch",
-                         hint=f"declare it as {got}, or list it by name to take the child's type")
-            out[name] = declared[name]
-        for name in node.input_names():
-            if name not in child.inputs:
-                self.add(f"subworkflow has no input '{name}'", node=node.id, path=("inputs",),
-                         field="inputs", hint=_suggest(name, child.inputs), code="unknown_field")
-        given = set(node.input_names())
-        for name, child_input in child.input_fields().items():
-            if child_input.required and child_input.default is None and name not in given:
-                self.add(f"the subworkflow needs input '{name}', which the node does not pass", node=node.id,
-                         path=("inputs",), field="inputs", code="missing_input",
-                         hint=f"add '{name}' to the node's inputs, or give it a default in '{node.workflow}'")
-        return out
-
     def check_structure(self, graph: nx.DiGraph) -> None:
         reachable = nx.descendants(graph, START)
         for node_id in self.ids:
             if node_id not in reachable:
                 self.add(f"node '{node_id}' is unreachable from the entry", node=node_id, field="id",
                          hint="add an edge into it, or remove it", code="unreachable")
+        stuck = self.check_loop_bounds(graph)
         reaches_end = nx.ancestors(graph, END)
         for node_id in self.ids:
-            if node_id in reachable and node_id not in reaches_end:
+            if node_id in reachable and node_id not in reaches_end and node_id not in stuck:
                 self.add(f"node '{node_id}' has no path to an exit", node=node_id, field="id",
                          hint="every loop needs a route out (e.g. a router's default or on_limit to END)",
                          code="no_exit")
-        bounded = {n for n in self.ids if isinstance(node := self.spec.node(n), RouterNode)
-                   and node.max_iterations is not None}
+
+    def check_loop_bounds(self, graph: nx.DiGraph) -> set[str]:
+        """Report each loop no bound stops, once, on the router that closes it (else on the edge that does).
+
+        Returns the nodes whose missing exit that report already explains (those that can only reach such
+        a loop), so they are not reported again as having no path to an exit.
+        """
+        bounded = {n.id for n in self.spec.nodes if n.loop_bound() is not None}
         # Every cycle must pass through a bounded router: with those routers taken out, what is left
         # must be acyclic. Each loop that remains is a cycle no bound ever stops.
-        rest = graph.subgraph(n for n in graph if n not in bounded)
+        rest: nx.DiGraph = nx.DiGraph()  # built directly: a subgraph view is slow to walk
+        rest.add_nodes_from(n for n in graph if n not in bounded)
+        rest.add_edges_from((u, v) for u, v in graph.edges if u not in bounded and v not in bounded)
+        back = back_edges(graph, START)
+        loops: list[set[str]] = []
         for component in nx.strongly_connected_components(rest):
             (first, *others) = component
             if not others and not rest.has_edge(first, first):
                 continue
-            loop = nx.find_cycle(rest.subgraph(component), source=min(component))
-            path = [src for src, _ in loop] + [loop[0][0]]
-            self.add(f"the loop {' -> '.join(path)} has no bound", node=path[0], field="max_iterations",
-                     hint="route the loop through a router with 'max_iterations: N'", code="unbounded_cycle")
+            loops.append(component)
+            order = [n for n in self.ids if n in component]
+            routers = [n for n in order if self.by_id[n].branches()]
+            inner_back = [(src, dst) for src, dst in back if src in component and dst in component]
+            closing = [n for n in routers if any(src == n for src, _ in inner_back)]
+            heads = [n for n in order if any(dst == n for _, dst in inner_back)]  # where a plain-edge loop starts
+            at = (closing or routers or heads or order)[0]
+            loop = nx.find_cycle(rest.subgraph(component), source=at)
+            path = " -> ".join([src for src, _ in loop] + [loop[0][0]])
+            if routers:
+                exits = any(b.target not in component for b in self.by_id[at].branches())
+                hint = f"add 'max_iterations: N' to router '{at}'" + (
+                    "" if exits else " and 'on_limit: END' (or another node) so the loop has a way out")
+                self.add(f"the loop {path} has no bound", node=at, field="max_iterations", hint=hint,
+                         code="unbounded_cycle")
+            else:
+                self.add(f"the loop {path} has no bound", node=at, field="edges", code="unbounded_cycle",
+                         hint="route the loop through a router with 'max_iterations: N' and 'on_limit: END'")
+        if not loops:
+            return set()
+        exits = nx.ancestors(graph, END)
+        upstream: set[str] = set().union(*loops)
+        frontier = list(upstream)
+        while frontier:
+            for pred in graph.predecessors(frontier.pop()):
+                if pred not in upstream:
+                    upstream.add(pred)
+                    frontier.append(pred)
+        return upstream - exits
+
+
+def _ancestor_masks(graph: nx.DiGraph) -> dict[str, int]:
+    """Each node's ancestors as a bitmask over ``graph``'s node order (itself excluded, as ``nx.ancestors``).
+
+    One pass over the condensation in topological order: linear in edges times a word per 64 nodes,
+    where an ``nx.ancestors`` call per node is quadratic on a long chain.
+    """
+    bit = {name: 1 << i for i, name in enumerate(graph)}
+    dag = nx.condensation(graph)
+    members = {c: dag.nodes[c]["members"] for c in dag}
+    member_bits = {c: sum(bit[n] for n in names) for c, names in members.items()}
+    above: dict[int, int] = {}
+    out: dict[str, int] = {}
+    for c in nx.topological_sort(dag):
+        mask = 0
+        for p in dag.predecessors(c):
+            mask |= above[p] | member_bits[p]
+        above[c] = mask
+        for name in members[c]:
+            out[name] = mask | (member_bits[c] & ~bit[name])
+    return out
 
 
 def _fits_state(value: FieldType, field: FieldType, reducer: str) -> bool:
@@ -572,12 +477,21 @@ def _close(name: str, options: Iterable[str]) -> str | None:
 
 def find_problems(spec: WorkflowSpec, *, settings: Settings | None = None,
                   tool_names: Iterable[str] | None = None) -> list[Problem]:
-    """All static problems of a spec (an empty list means it can run)."""
-    if tool_names is None:
-        from agentforge.tools import default_registry
+    """All static problems of a spec (an empty list means it can run).
 
-        tool_names = default_registry().names()
-    return _Checker(spec, settings or get_settings(), set(tool_names), depth=0).run()
+    ``tool_names`` are the tools the run will have (e.g. ``default_registry().names()``); the
+    workflow layer knows no registry, so without them tool names are not checked.
+    """
+    names = None if tool_names is None else set(tool_names)
+    # As in parsing: the checker builds many small objects and no reference cycles, and the collector's
+    # repeated scans of them cost more than the checks on a large graph.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _Checker(spec, settings or get_settings(), names, depth=0).run()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def check(spec: WorkflowSpec, **kwargs: Any) -> WorkflowSpec:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agentforge.envs import bigbench
-from agentforge.envs.bigbench import BigBenchEnv, bigbench_tasks_dir, postprocess
+from agentforge.envs.datasets import bigbench
+from agentforge.envs.datasets.bigbench import BigBenchEnv, bigbench_tasks_dir, postprocess
 from agentforge.envs.registry import load_env
 from agentforge.errors import EnvError, SpecError
 
@@ -66,7 +66,7 @@ def gold(answer: Any) -> str:
 
 def test_generative_task_prompt_and_scoring(tmp_path: Path) -> None:
     env = BigBenchEnv(path=write_task(tmp_path / "tiny_math", GENERATIVE))
-    assert (env.name, env.metric.name, env.max_steps, env.multi_turn) == ("tiny_math", "exact_match", 1, False)
+    assert (env.name, env.metric.name, env.max_steps, env.multi_turn) == ("tiny_math", "exact_str_match", 1, False)
     assert env.instruction.startswith("Tiny arithmetic.")
     assert [t.id for t in env.tasks()] == ["0", "1", "2", "3", "4"]
     session = env.session()
@@ -136,9 +136,10 @@ def test_choices_not_appended_when_the_task_says_so(tmp_path: Path) -> None:
         ("bleu", ["bleu"], "token_f1", {}),
         ("rougeLsum", ["rouge"], "token_f1", {}),
         ("sequence_f1", ["sequence_f1"], "token_f1", {}),
-        ("case_insensitive_str_match", [], "exact_match", {}),
-        ("numeric_match_with_0_1_relative_error", [], "numeric", {"rel_tol": 0.1}),
-        (None, ["log_likelihood"], "exact_match", {}),
+        ("exact_str_match", [], "exact_str_match", {}),  # BIG-bench's own definitions
+        ("case_insensitive_str_match", [], "exact_str_match", {"case_sensitive": False}),
+        ("numeric_match_with_0_1_relative_error", [], "numeric_match_with_0_1_relative_error", {}),
+        (None, ["log_likelihood"], "exact_str_match", {}),
     ],
 )
 def test_metric_mapping(tmp_path: Path, preferred: str | None, metrics: list[str], metric: str,
@@ -275,7 +276,7 @@ def test_real_bigbench_tasks() -> None:
         session.reset(task.id)
         assert session.step(gold(task.answer)).reward == 1.0
     arithmetic = BigBenchEnv("arithmetic/1_digit_addition")
-    assert arithmetic.metric.name == "exact_match" and len(arithmetic.tasks()) == 100
+    assert arithmetic.metric.name == "exact_str_match" and len(arithmetic.tasks()) == 100
     session = arithmetic.session()
     obs = session.reset("1_digit_addition:0")  # ids keep the subtask, chosen or not
     assert obs.text.startswith("Q: What is 0 plus 0?") and "choice: banana" in obs.text

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from agentforge.envs import actions
 from agentforge.envs.base import Environment
-from agentforge.envs.http import RemoteEnv, RemoteSession
-from agentforge.envs.profiles import PROFILES, Profile, get_profile
-from agentforge.envs.server import running_server, serve_in_thread
+from agentforge.envs.remote import actions
+from agentforge.envs.remote.client import RemoteEnv, RemoteSession
+from agentforge.envs.remote.profiles import PROFILES, Profile, get_profile
+from agentforge.envs.remote.server import running_server, serve_in_thread
 from agentforge.errors import EnvError, EnvServerError
+from tests.unit.sample_workflows import POLICY
 from tests.unit.test_env_server import GOLD, CounterEnv
 
 FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01}
@@ -90,7 +93,7 @@ def test_agentgym_task_indices_are_split_on_the_client() -> None:
     tasks = env.tasks()
     assert len(tasks) == 544 and tasks[7].id == "7" and tasks[7].meta == {"data_idx": 7}
     counts = {s: len(env.tasks(s)) for s in ("train", "val", "test")}
-    assert counts == {"train": 328, "val": 108, "test": 108}
+    assert counts == {"train": 354, "val": 96, "test": 94}  # near 60/20/20 of 544, hashed per task
     again = RemoteEnv("http://127.0.0.1:9", "textcraft")
     assert [t.split for t in again.tasks()] == [t.split for t in tasks]
     other = RemoteEnv("http://127.0.0.1:9", "textcraft", seed=1)
@@ -195,6 +198,26 @@ def test_sync_twins_use_no_event_loop(counter_url: tuple[str, CounterEnv]) -> No
         closed = server_env.closed
         session.close()
         assert server_env.closed == closed + 1
+
+
+def test_async_sessions_leave_no_http_client_open(counter_url: tuple[str, CounterEnv],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # Each run is its own event loop, as evaluate() makes; nobody calls env.aclose().
+    url, _ = counter_url
+    env = RemoteEnv(url, **FAST)
+
+    async def episode(env: RemoteEnv) -> None:
+        assert await env.ahealth()  # an environment-level call closes the client it opened
+        session = env.session()
+        await _play(session, "c1")
+        await session.aclose()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for _ in range(2):
+            asyncio.run(episode(env))
+        del env
+        gc.collect()
+    assert "Unclosed" not in caplog.text
 
 
 async def test_32_concurrent_sessions(counter_url: tuple[str, CounterEnv]) -> None:
@@ -746,7 +769,7 @@ def test_sync_twins_against_an_agentgym_dialect() -> None:
 def _builtin_multi_turn() -> list[str]:
     try:
         from agentforge.envs.builtin import BUILTIN_ENVS, builtin_class
-        from agentforge.envs.oracles import ORACLES
+        from agentforge.envs.games.oracles import ORACLES
     except ImportError:
         return []
     names = []
@@ -766,7 +789,7 @@ async def test_builtin_env_through_server_and_client(name: str) -> None:
     """Each built-in multi-turn environment, served and driven remotely by its oracle, plays exactly
     as it does locally (same observations, same reward 1)."""
     from agentforge.envs.builtin import builtin_class
-    from agentforge.envs.oracles import oracle_action, play
+    from agentforge.envs.games.oracles import oracle_action, play
 
     local: Environment = builtin_class(name)(num_tasks=12)
     async with running_server(local) as url:
@@ -794,18 +817,6 @@ async def test_builtin_env_through_server_and_client(name: str) -> None:
 
 # -- the evaluator, unchanged, on a remote environment ----------------------------------------------
 
-POLICY = """
-version: 1
-name: policy
-inputs: {goal: str, observation: str, history: str}
-outputs: {action: str}
-nodes:
-  - id: act
-    kind: agent
-    prompt: "{goal}\\nNow: {observation}\\nSo far:\\n{history}"
-    inputs: [goal, observation, history]
-    outputs: [action]
-"""
 
 
 async def test_evaluator_scores_a_remote_env_like_the_local_one(scripted: Any) -> None:
@@ -821,9 +832,9 @@ async def test_evaluator_scores_a_remote_env_like_the_local_one(scripted: Any) -
     local = CounterEnv(n=8)
     async with running_server(local) as url:
         remote = await RemoteEnv.aopen(url, **FAST)
-        there = await aevaluate(policy, remote, split=None, concurrency=8, model=model, save_traces=False)
+        there = await aevaluate(policy, remote, split=None, concurrency=8, model=model)
         await remote.aclose()
-    here = await aevaluate(policy, local, split=None, concurrency=8, model=model, save_traces=False)
+    here = await aevaluate(policy, local, split=None, concurrency=8, model=model)
     assert [(r.task_id, r.score, r.steps, r.error) for r in there.results] == \
         [(r.task_id, r.score, r.steps, r.error) for r in here.results]
     assert all(r.score == 1.0 and r.error is None for r in there.results)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agentforge.envs.maze import MOVES, MazeEnv, carve, is_open, parse_move, shortest_path
+from agentforge.envs.games.maze import MOVES, MazeEnv, carve, is_open, parse_move, shortest_path
 
 
 @pytest.mark.parametrize("size", [3, 5, 7, 9, 12])

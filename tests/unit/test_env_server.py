@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from agentforge.envs.base import SPLITS, Environment, LocalSession, Observation, StepResult, Task
-from agentforge.envs.server import PROTOCOL, ServerThread, create_app, running_server, serve_in_thread
+from agentforge.envs.remote.server import PROTOCOL, ServerThread, create_app, running_server, serve_in_thread
 from agentforge.errors import EnvError
 
 GOLD = "the-gold-answer-42"

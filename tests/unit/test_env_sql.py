@@ -8,8 +8,8 @@ import time
 import pytest
 
 from agentforge.envs.base import Task
-from agentforge.envs.oracles import play
-from agentforge.envs.sql import FAMILIES, TEMPLATES, SqlEnv, SqlSession, answer_matches, database, parse_action
+from agentforge.envs.games.oracles import play
+from agentforge.envs.games.sql import FAMILIES, TEMPLATES, SqlEnv, SqlSession, answer_matches, database, parse_action
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from agentforge.envs.textcraft import (
+from agentforge.envs.games.textcraft import (
     BASE_ITEMS,
     GOALS,
     MAX_PLAN,

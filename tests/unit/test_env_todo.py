@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentforge.envs.oracles import todo_plan
-from agentforge.envs.todo import TodoEnv
+from agentforge.envs.games.oracles import todo_plan
+from agentforge.envs.games.todo import TodoEnv
 
 
 @pytest.fixture(scope="module")

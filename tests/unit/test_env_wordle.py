@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentforge.envs.wordle import GUESSES, WORDS, WordleEnv, feedback, parse_guess
+from agentforge.envs.games.wordle import GUESSES, WORDS, WordleEnv, feedback, parse_guess
 
 
 @pytest.mark.parametrize(("guess", "secret", "marks"), [

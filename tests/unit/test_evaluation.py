@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task, assign_splits
 from agentforge.errors import InputError, LLMError
-from agentforge.evaluation.evaluator import aevaluate, evaluate, format_history
+from agentforge.evaluation.evaluator import TraceSink, aevaluate, evaluate, format_history
 from agentforge.evaluation.report import bootstrap_ci, percentile
 from agentforge.llm.base import LLMRequest, RawCompletion
 from agentforge.llm.scripted import register_script
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_workflows import POLICY
+from tests.unit.sample_workflows import QA as QA_WORKFLOW
 
 
 class QASession(LocalSession):
@@ -71,27 +74,7 @@ class CounterEnv(Environment):
         return CounterSession(self)
 
 
-QA_WORKFLOW = """
-version: 1
-name: qa
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: ask, kind: agent, prompt: "Q: {question}", inputs: [question], outputs: [answer]}
-"""
 
-POLICY = """
-version: 1
-name: policy
-inputs: {goal: str, observation: str, history: str}
-outputs: {action: str}
-nodes:
-  - id: act
-    kind: agent
-    prompt: "{goal}\\nNow: {observation}\\nSo far:\\n{history}"
-    inputs: [goal, observation, history]
-    outputs: [action]
-"""
 
 
 def workflow(text: str) -> Workflow:
@@ -120,14 +103,15 @@ def test_single_turn_scores_each_task_and_aggregates(scripted: Any) -> None:
     assert summary["tasks"] == len(val) and summary["latency_p90_s"] >= summary["latency_p50_s"]
 
 
-def test_failed_task_scores_zero_and_keeps_its_error_and_trace(scripted: Any) -> None:
+def test_failed_task_scores_zero_and_keeps_its_error_and_trace(scripted: Any, tmp_path: Path) -> None:
     model, script = scripted
     script.on("what is 2\\+2", LLMError("model refused"))
     script.default = answer_even_questions
-    report = evaluate(workflow(QA_WORKFLOW), QAEnv(6), split=None, model=model)
+    report = evaluate(workflow(QA_WORKFLOW), QAEnv(6), split=None, model=model, sink=TraceSink(tmp_path / "runs"))
     failed = [r for r in report.results if r.error]
     assert len(failed) == 1 and "model refused" in (failed[0].error or "")
     assert failed[0].score == 0.0
+    assert failed[0].traces[0].status == "failed"  # in memory, and in the sink's file below
     path, _, task_id = (failed[0].trace_path or "").partition("#")
     with open(path) as fh:
         records = {json.loads(line)["task_id"]: json.loads(line) for line in fh}
@@ -171,14 +155,20 @@ def test_rerunning_the_same_evaluation_costs_no_new_llm_calls(scripted: Any) -> 
     assert second.scores == first.scores
 
 
-def test_sampled_calls_are_cached_during_an_evaluation(scripted: Any) -> None:
+def test_sampled_calls_are_cached_during_an_evaluation_only_when_seeded(scripted: Any) -> None:
     model, script = scripted
     script.default = answer_even_questions
-    wf = workflow(QA_WORKFLOW.replace("outputs: [answer]}", "outputs: [answer], temperature: 0.9}"))
-    evaluate(wf, QAEnv(4), split=None, model=model)
+    seeded = workflow(QA_WORKFLOW.replace("outputs: [answer]}", "outputs: [answer], temperature: 0.9, seed: 3}"))
+    evaluate(seeded, QAEnv(4), split=None, model=model)
     calls = len(script.calls)
-    evaluate(wf, QAEnv(4), split=None, model=model)
-    assert len(script.calls) == calls
+    evaluate(seeded, QAEnv(4), split=None, model=model)
+    assert len(script.calls) == calls  # reproducible: the re-run is served by the cache
+    # Unseeded sampling: every evaluation draws fresh samples, so repeated evaluations are independent.
+    unseeded = workflow(QA_WORKFLOW.replace("outputs: [answer]}", "outputs: [answer], temperature: 0.9}"))
+    evaluate(unseeded, QAEnv(4), split=None, model=model)
+    calls = len(script.calls)
+    again = evaluate(unseeded, QAEnv(4), split=None, model=model)
+    assert len(script.calls) == calls + 4 and again.cached_calls == 0
 
 
 def test_multi_turn_policy_sees_goal_observation_and_growing_history(scripted: Any) -> None:
@@ -263,8 +253,8 @@ def test_history_is_numbered_and_shows_recent_steps_only() -> None:
 
 
 def test_a_remote_server_that_dies_mid_evaluation_leaves_the_finished_results(scripted: Any) -> None:
-    from agentforge.envs.http import RemoteEnv
-    from agentforge.envs.server import ServerThread
+    from agentforge.envs.remote.client import RemoteEnv
+    from agentforge.envs.remote.server import ServerThread
 
     model, script = scripted
     script.default = answer_even_questions

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentforge._sync import run_sync
 from agentforge.errors import NodeError, Problem, SpecError
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.loader import load_spec, spec_from_text
@@ -530,7 +531,10 @@ def test_router_condition_error_names_router_expression_and_types() -> None:
     message = info.value.message
     assert "router 'route'" in message and "'n > 3'" in message and "n: str" in message
     assert info.value.fields["node"] == "route" and info.value.fields["expression"] == "n > 3"
-    record = info.value.trace.nodes[0]  # type: ignore[attr-defined]
+    # The trace of the failed run comes back as data, not on the exception.
+    outcome = run_sync(wf.aexecute({"n": "5"}))
+    assert isinstance(outcome.exception, NodeError) and outcome.exception.fields["node"] == "route"
+    record = outcome.trace.nodes[0]
     assert record.node == "route" and record.error is not None and "n > 3" in record.error
 
 

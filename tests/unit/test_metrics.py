@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from agentforge.envs.base import Task
-from agentforge.envs.metrics import (
+from agentforge.envs.datasets.metrics import (
     METRICS,
     Metric,
     acode_tests,
@@ -265,7 +265,8 @@ async def test_acode_tests_runs_concurrently() -> None:
 
 
 def test_registry_and_did_you_mean() -> None:
-    assert set(METRICS) == {"exact_match", "numeric", "token_f1", "multiple_choice", "code_tests"}
+    assert set(METRICS) == {"exact_match", "numeric", "token_f1", "multiple_choice", "code_tests",
+                            "exact_str_match", "numeric_match_with_0_1_relative_error"}
     assert get_metric("exact_match") is METRICS["exact_match"]
     with pytest.raises(ConfigError, match="did you mean 'exact_match'"):
         get_metric("exact_mach")

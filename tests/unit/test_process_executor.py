@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from agentforge.cli import app
 from agentforge.envs.registry import load_env
 from agentforge.errors import ConfigError
-from agentforge.evaluation.evaluator import aevaluate, evaluate
+from agentforge.evaluation.evaluator import TraceSink, aevaluate, evaluate
 from agentforge.evaluation.executors import AsyncioExecutor, ProcessExecutor, split_slots
 from agentforge.evaluation.report import TaskResult
 from agentforge.runtime.workflow import Workflow
@@ -52,7 +52,8 @@ def test_workers_match_the_asyncio_results_and_stream_results_and_traces(
     wf, env_path = calc_setup(tmp_path)
     local = evaluate(wf, str(env_path), split=None, executor=AsyncioExecutor(), concurrency=4)
     seen: list[TaskResult] = []
-    remote = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=4, on_result=seen.append)
+    remote = evaluate(wf, str(env_path), split=None, executor=executor, concurrency=4, on_result=seen.append,
+                      sink=TraceSink(tmp_path / "runs"))
     assert remote.executor == "processes"
     assert [r.task_id for r in remote.results] == [r.task_id for r in local.results]
     assert remote.scores == local.scores
@@ -188,7 +189,7 @@ async def test_when_every_worker_dies_the_remaining_tasks_fail_with_a_clear_erro
     report = await asyncio.wait_for(
         aevaluate(wf, str(env_path), split=None, executor=executor, concurrency=4, on_result=kill_all), timeout=90)
     assert len(report.results) == 10
-    never_ran = [r for r in report.results if r.error and r.error.startswith("not run")]
+    never_ran = [r for r in report.results if r.failure and r.failure.message.startswith("not run")]
     assert never_ran
     for result in never_ran:
         assert "every evaluation worker process died" in result.error  # type: ignore[operator]
@@ -200,10 +201,9 @@ def test_a_job_the_workers_cannot_rebuild_raises_and_keeps_them_running(
         tmp_path: Path, executor: ProcessExecutor) -> None:
     wf, env_path = calc_setup(tmp_path)
     env = load_env(env_path)
-    env.ref = str(tmp_path / "moved-away.yaml")  # type: ignore[attr-defined]
     pids = executor.start().pids
     with pytest.raises(ConfigError, match="could not rebuild the job") as raised:
-        evaluate(wf, env, split=None, executor=executor)
+        evaluate(wf, env, split=None, executor=executor, env_ref=str(tmp_path / "moved-away.yaml"))
     assert "moved-away.yaml" in str(raised.value)
     assert executor.pids == pids
     ok = evaluate(wf, str(env_path), split="val", executor=executor)

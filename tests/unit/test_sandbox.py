@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agentforge.errors import SandboxError
-from agentforge.safety import SandboxResult, arun_python, extract_code, network_isolation, run_python, sandbox
+from agentforge.sandbox import SandboxResult, arun_python, extract_code, network_isolation, run_python
+from agentforge.sandbox import python as sandbox
 
 
 def _alive(pid: int) -> bool:
@@ -90,15 +91,18 @@ def test_sync_timeout_kills_an_infinite_loop() -> None:
     assert time.monotonic() - started < 3.0
 
 
-LATE_WRITER = "subprocess.Popen(['sh', '-c', 'sleep 1; echo late > late.txt']{extra})\n"
+LATE_WRITER = (
+    "subprocess.Popen([sys.executable, '-c', "
+    "'import time; time.sleep(1); open(\"late.txt\", \"w\").write(\"late\")']{extra})\n"
+)
 
 
 @pytest.mark.parametrize("extra", ["", ", start_new_session=True"], ids=["child", "setsid-child"])
 async def test_nothing_the_code_started_outlives_the_run(tmp_path: Path, extra: str) -> None:
     # A child that leaves the process group with setsid() must die too (the run has its own PID namespace).
-    if extra and network_isolation() != "unshare":
+    if extra and network_isolation() not in ("bwrap", "unshare"):
         pytest.skip("without namespaces a setsid() child can leave the process group")
-    result = await arun_python("import subprocess\n" + LATE_WRITER.format(extra=extra), workdir=tmp_path)
+    result = await arun_python("import subprocess, sys\n" + LATE_WRITER.format(extra=extra), workdir=tmp_path)
     assert result.ok, result.stderr
     await asyncio.sleep(1.6)
     assert not (tmp_path / "late.txt").exists()
@@ -137,7 +141,8 @@ async def test_file_size_limit() -> None:
 
 @pytest.mark.parametrize("layer", ["default", "python-guard-only"])
 async def test_network_is_blocked(layer: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if layer == "python-guard-only":  # as on a machine where unshare is not permitted
+    if layer == "python-guard-only":  # unconfined, on a machine where unshare is not permitted
+        monkeypatch.setenv("AGENTFORGE_SANDBOX", "unconfined")
         monkeypatch.setattr(sandbox, "_net_prefix", lambda: ())
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))
@@ -160,20 +165,26 @@ async def test_network_is_blocked(layer: str, monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_low_level_sockets_are_blocked_by_the_namespace() -> None:
-    if network_isolation() != "unshare":
-        pytest.skip("unshare --net is not available here; only the Python guard applies")
+    if network_isolation() not in ("bwrap", "unshare"):
+        pytest.skip("no network namespace here; only the Python guard applies")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        # `_socket` bypasses the Python-level guard; the empty network namespace still refuses.
-        code = f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\nprint('connected')"
+        # `_socket` bypasses the Python-level guard; the empty network namespace still refuses (unreachable
+        # when its loopback is down, refused when bwrap brought it up: both are OSErrors).
+        code = (
+            f"import _socket\ns = _socket.socket()\ntry:\n    s.connect(('127.0.0.1', {port}))\n"
+            "except OSError as exc:\n    raise OSError(repr(exc)) from None\nprint('connected')"
+        )
         result = await arun_python(code)
         assert "connected" not in result.stdout
         assert "OSError" in result.stderr
 
 
-async def test_root_cannot_nsenter_back_into_the_parents_network() -> None:
+async def test_root_cannot_nsenter_back_into_the_parents_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The unconfined fallback's own guard (confined, nsenter is not even in the view: test_escape_suite.py).
+    monkeypatch.setenv("AGENTFORGE_SANDBOX", "unconfined")
     if network_isolation() != "unshare" or shutil.which("nsenter") is None:
         pytest.skip("needs unshare and nsenter")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:

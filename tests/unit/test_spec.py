@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 import agentforge
+from agentforge.workflow.edits import ReplaceNode
 from agentforge.workflow.loader import load_spec, spec_from_text
 from agentforge.workflow.spec import AgentNode, Change
 from agentforge.workflow.types import coerce, is_assignable, parse_type
@@ -32,15 +33,15 @@ def test_content_hash_ignores_formatting_and_changes_with_content() -> None:
     assert spec_from_text(SMALL.replace("Answer.", "Answer briefly.")).hash != a.hash
 
 
-def test_evolve_records_parent_and_change_without_touching_the_parent() -> None:
+def test_apply_records_parent_and_change_without_touching_the_parent() -> None:
     parent = spec_from_text(SMALL)
     node = parent.nodes[0]
     assert isinstance(node, AgentNode)
     new_node = node.model_copy(update={"instruction": "Answer in one word."})
-    child = parent.evolve(Change(summary="shorter answers", nodes=("ask",), fields=("instruction",),
-                                 author="test"), nodes=(new_node,))
+    child = parent.apply([ReplaceNode(node=new_node)], Change(summary="shorter answers", author="test"))
     assert child.parent == parent.hash and child.change is not None
     assert child.change.summary == "shorter answers"
+    assert child.change.nodes() == ("ask",)
     assert child.hash != parent.hash
     assert parent.nodes[0].instruction == "Answer."  # type: ignore[union-attr]
     # Lineage is not identity: the same content with another parent has the same hash.
@@ -60,7 +61,8 @@ def test_spec_is_immutable() -> None:
 
 
 def test_components_name_the_rewritable_prompt_parts() -> None:
-    assert spec_from_text(SMALL).components() == {"ask.instruction": "Answer.", "ask.prompt": "{q}"}
+    texts = {c.name: c.value for c in spec_from_text(SMALL).components() if c.kind == "text"}
+    assert texts == {"ask.instruction": "Answer.", "ask.prompt": "{q}"}
 
 
 @pytest.mark.parametrize(("expr", "value", "expected"), [
@@ -122,6 +124,7 @@ def test_public_api_is_pinned() -> None:
         "spec_from_text", "tool", "use_settings",
         "EnvError", "Environment", "EvalReport", "Observation", "Session", "StepResult", "Task", "TaskResult",
         "aevaluate", "evaluate", "load_env",
+        "Candidate", "Edit", "diff", "RunStore", "Score", "EvalSink", "TraceSink", "TaskError",
     ])
     for name in agentforge.__all__:
         assert getattr(agentforge, name) is not None

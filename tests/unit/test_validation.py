@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from agentforge.errors import Problem, SpecError
+from agentforge.tools import default_registry
 from agentforge.workflow.loader import load_spec
 from agentforge.workflow.validate import check, find_problems
 from tests.conftest import WORKFLOWS
 from tests.unit.yaml_text import HEAD, line_of
+
+TOOL_NAMES = default_registry().names()  # validation checks tool names against what the caller knows
 
 
 def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
@@ -28,7 +31,7 @@ def problems_in(path: Path) -> list[Problem]:
         spec = load_spec(path)
     except SpecError as exc:
         return exc.problems
-    return find_problems(spec)
+    return find_problems(spec, tool_names=TOOL_NAMES)
 
 
 def only(problems: list[Problem], code: str) -> Problem:
@@ -471,7 +474,7 @@ def test_four_different_errors_are_reported_at_once(tmp_path: Path) -> None:
 def test_check_raises_one_spec_error_carrying_every_problem(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, FOUR_ERRORS))
     with pytest.raises(SpecError) as info:
-        check(spec)
+        check(spec, tool_names=TOOL_NAMES)
     assert len(info.value.problems) == 4
     assert str(info.value).startswith("4 problems found")
     for p in info.value.problems:

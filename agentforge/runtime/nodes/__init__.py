@@ -1,1 +1,0 @@
-"""Executors, one module per node kind."""
