@@ -17,8 +17,9 @@ from agentforge.runtime.trace import Trace
 
 class TaskError(BaseModel):
     """Why a task failed, typed: a stable ``code`` (an ``AgentforgeError`` code, or one of the evaluator's
-    own: ``empty_output``, ``no_output``, ``unparsable_answer``, ``unexpected``, ``task_failed``), the node
-    it happened in when known, and the message."""
+    own: ``empty_output``, ``no_output``, ``unparsable_answer``, ``unexpected``, ``task_failed``; or an
+    executor's: ``worker_lost`` (its worker process died mid-episode), ``not_run`` (no worker was left to run
+    it)), the node it happened in when known, and the message."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -75,8 +75,11 @@ def test_refine_loop_terminates_within_its_bound_with_a_draft() -> None:
 
 
 def test_second_identical_run_is_served_from_the_cache() -> None:
-    first = run("cot_qa.yaml", question="What is the capital of Italy?")
-    second = run("cot_qa.yaml", question="What is the capital of Italy?")
+    # The question is one the model answers in valid JSON on every build seen so far: on a build that runs
+    # without repacked weight buffers (see llm/local.py) "the capital of Italy" makes it ramble past
+    # max_tokens, which fails the run before the cache is what is being tested.
+    first = run("cot_qa.yaml", question="What is the capital of France?")
+    second = run("cot_qa.yaml", question="What is the capital of France?")
     assert second.outputs == first.outputs  # type: ignore[attr-defined]
     assert second.trace.cached_calls == second.trace.llm_calls == 1  # type: ignore[attr-defined]
 

@@ -838,3 +838,21 @@ async def test_evaluator_scores_a_remote_env_like_the_local_one(scripted: Any) -
     assert [(r.task_id, r.score, r.steps, r.error) for r in there.results] == \
         [(r.task_id, r.score, r.steps, r.error) for r in here.results]
     assert all(r.score == 1.0 and r.error is None for r in there.results)
+
+
+async def test_a_remote_servers_step_info_never_reaches_evidence(scripted: Any) -> None:
+    """sqlgym's step info carries the gold SQL: the client keeps it as a secret field, out of every report."""
+    from agentforge.evaluation.evaluator import aevaluate
+    from agentforge.runtime.workflow import Workflow
+    from agentforge.workflow.loader import spec_from_text
+
+    by_name = {d.name: d for d in DIALECTS}
+    model, script = scripted
+    script.default = "```sql\nSELECT 1;\n```"
+    async with running_server(FakeAgentGym(by_name["sqlgym"]).app()) as url:
+        env = RemoteEnv(url, "sqlgym", tasks=[1, 2], splits={"val": 1.0}, **FAST)
+        report = await aevaluate(Workflow(spec_from_text(POLICY)), env, split="val", model=model)
+        await env.aclose()
+    assert report.results and all(r.steps >= 1 for r in report.results)
+    assert "SELECT COUNT(*) FROM t;" not in report.model_dump_json()
+    assert all("server_info" not in r.info for r in report.results)

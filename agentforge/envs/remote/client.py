@@ -190,7 +190,12 @@ class RemoteEnv(Environment):
     The ``agentforge`` profile reads ``GET /info`` and ``GET /tasks`` when constructed (a blocking
     call); in async code pass ``connect=False`` and ``await env.aconnect()``, or use
     ``await RemoteEnv.aopen(...)``.
+
+    What a server puts in a step's ``info`` is opaque to the client and may hold gold data (sqlgym's carries
+    the gold SQL), so it is kept as ``info["server_info"]``, a secret field that never reaches evidence.
     """
+
+    secret_fields = frozenset({"answer", "server_info"})
 
     def __init__(
         self,
@@ -690,7 +695,7 @@ class RemoteSession(Session):
             raise self.env._shape_error(
                 "step", f'an object with "{key}": str, "{reward_key}": number, "done": bool', payload)
         info: dict[str, Any] = {"action_sent": action}
-        if isinstance(payload.get("info"), dict):  # sqlgym's carries the gold SQL: for reports, never the agent
+        if isinstance(payload.get("info"), dict):  # sqlgym's carries the gold SQL: a secret field (see the class)
             info["server_info"] = payload["info"]
         return StepResult(observation=self._observation(text, payload),
                           reward=float(reward) * self.profile.reward_scale, done=bool(done), info=info)
