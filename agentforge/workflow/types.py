@@ -11,7 +11,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 _SCALARS: dict[str, dict[str, Any]] = {
@@ -39,7 +39,7 @@ class FieldType:
     def schema(self) -> dict[str, Any]:
         return json.loads(self.schema_json)
 
-    @property
+    @cached_property  # read on every node call; parsed types are shared (parse_type caches names)
     def base(self) -> str:
         """The outer kind: str, int, float, bool, list, dict, any or object (a JSON schema)."""
         if self.name.startswith("list"):
