@@ -127,9 +127,11 @@ def _system_mounts() -> list[str]:
 
 
 def _write_identity(run_dir: Path) -> list[str]:
-    """A passwd and group naming only the sandbox user, so ``getpass``/``pwd`` work without the host's."""
+    """A passwd and group naming only the sandbox user, so ``getpass``/``pwd`` work without the host's. Its home
+    is ``/nonexistent`` (as for Debian's ``nobody``): ``~`` leads nowhere, not to the private /tmp."""
     passwd, group = run_dir / "passwd", run_dir / "group"
-    passwd.write_text(f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/tmp:/nonexistent\n", encoding="utf-8")
+    passwd.write_text(f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/nonexistent:/usr/sbin/nologin\n",
+                      encoding="utf-8")
     group.write_text(f"sandbox:x:{SANDBOX_UID}:\n", encoding="utf-8")
     return ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
 

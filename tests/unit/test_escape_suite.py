@@ -111,6 +111,12 @@ async def test_reading_the_home_folder_fails(tmp_path: Path) -> None:
     _assert_all_blocked(result, len(private))
 
 
+async def test_the_sandbox_users_home_leads_nowhere(tmp_path: Path) -> None:
+    body = "import os\nreport('home', lambda: os.listdir(os.path.expanduser('~')))\nprint(os.path.expanduser('~'))\n"
+    result = await _attempt(body, _workspace(tmp_path))
+    assert result.stdout.splitlines() == ["blocked home FileNotFoundError", "/nonexistent"], result.stdout
+
+
 async def test_reading_the_checkout_fails(tmp_path: Path) -> None:
     targets = [str(CHECKOUT / name) for name in ("pyproject.toml", "agentforge/__init__.py", ".git/config")
                if (CHECKOUT / name).exists()]
