@@ -192,12 +192,10 @@ class SetField(_Edit):
         return before, self.value
 
 
-class AddNode(_Edit):
-    """Add a node, at ``index`` in the node list (default: last)."""
+class _NodeEdit(_Edit):
+    """An edit that carries a whole node (as data), targeting the node of that id."""
 
-    op: Literal["add_node"] = "add_node"
     node: NodeData
-    index: int | None = None
 
     @field_validator("node", mode="before")
     @classmethod
@@ -209,6 +207,13 @@ class AddNode(_Edit):
 
     def nodes(self) -> tuple[str, ...]:
         return (self.target(),)
+
+
+class AddNode(_NodeEdit):
+    """Add a node, at ``index`` in the node list (default: last)."""
+
+    op: Literal["add_node"] = "add_node"
+    index: int | None = None
 
     def run(self, data: dict[str, Any]) -> tuple[Any, Any]:
         if any(n.get("id") == self.node.get("id") for n in data["nodes"]):
@@ -236,22 +241,10 @@ class RemoveNode(_Edit):
         return data["nodes"].pop(_node_index(data, self.id)), None
 
 
-class ReplaceNode(_Edit):
+class ReplaceNode(_NodeEdit):
     """Replace the node with the same id, in place."""
 
     op: Literal["replace_node"] = "replace_node"
-    node: NodeData
-
-    @field_validator("node", mode="before")
-    @classmethod
-    def _dump_node(cls, value: Any) -> Any:
-        return _node_data(value)
-
-    def target(self) -> str:
-        return str(self.node.get("id"))
-
-    def nodes(self) -> tuple[str, ...]:
-        return (self.target(),)
 
     def run(self, data: dict[str, Any]) -> tuple[Any, Any]:
         index = _node_index(data, self.target())
