@@ -6,7 +6,8 @@ The confined child (the default) starts under ``bwrap`` and:
   library and shared library, the caller's site-packages, the system's shared libraries
   (``/usr/lib/<multiarch>``, ``/usr/lib64``, the ``/lib*`` links), ``/usr/share/zoneinfo``,
   ``/etc/ld.so.cache``, ``/etc/localtime`` and a generated ``/etc/passwd`` and ``/etc/group`` that
-  name only the sandbox user; read-write, the run's workspace; and a private, size-capped ``/tmp``,
+  name only the sandbox user; read-write, the run's workspace and a private, size-capped scratch folder
+  (``/var/tmp``, named by ``$TMPDIR``; ``/tmp`` is read-only),
   a minimal ``/dev`` and its own ``/proc``. No ``/usr/bin``, so no shell; no home, no checkout, no
   ``/etc/shadow``, no other run's workspace. Each bind sits at its host path, so paths printed inside
   mean the same outside;
@@ -128,7 +129,7 @@ def _system_mounts() -> list[str]:
 
 def _write_identity(run_dir: Path) -> list[str]:
     """A passwd and group naming only the sandbox user, so ``getpass``/``pwd`` work without the host's. Its home
-    is ``/nonexistent`` (as for Debian's ``nobody``): ``~`` leads nowhere, not to the private /tmp."""
+    is ``/nonexistent`` (as for Debian's ``nobody``): ``~`` leads nowhere, not to the scratch folder."""
     passwd, group = run_dir / "passwd", run_dir / "group"
     passwd.write_text(f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/nonexistent:/usr/sbin/nologin\n",
                       encoding="utf-8")
@@ -144,6 +145,9 @@ def _binds(binds: list[tuple[str, str]]) -> list[str]:
     return args
 
 
+SCRATCH = "/var/tmp"  # the sandbox's private, writable temporary folder ($TMPDIR)
+
+
 def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int) -> list[str]:
     """The ``bwrap ...`` prefix for one run: ``run_dir`` (its code files) read-only, ``workdir`` writable."""
     interp = interpreter()
@@ -151,7 +155,10 @@ def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int) -> list
         bwrap,
         "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox",
-        "--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        # Scratch space is private and capped, and named by TMPDIR; /tmp itself is read-only (below), so a
+        # write to a /tmp path fails as any write outside the workspace does.
+        "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", SCRATCH, "--setenv", "TMPDIR", SCRATCH,
         *_system_mounts(),
         *_write_identity(run_dir),
     ]
@@ -159,7 +166,7 @@ def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int) -> list
     binds = [(flag, path) for path, flag in ro] + [("--ro-bind", str(run_dir)), ("--bind", str(workdir))]
     args += _binds(binds)
     # bwrap made the folders leading to each bind in the new root: nothing may write there.
-    args += ["--remount-ro", "/", "--chdir", str(workdir)]
+    args += ["--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", str(workdir)]
     return args
 
 

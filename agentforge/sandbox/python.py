@@ -5,7 +5,8 @@ site-packages readable) that:
 
 - is confined by bubblewrap (see :mod:`agentforge.sandbox.confinement`): it sees only an allow-list of
   read-only mounts (the interpreter, its libraries, the system's shared libraries, a few ``/etc``
-  files), its workspace read-write and a private ``/tmp``; it runs as an unprivileged user with no
+  files), its workspace read-write and a private scratch folder (``$TMPDIR``; ``/tmp`` is read-only); it runs
+  as an unprivileged user with no
   capabilities, in new user, PID, network, IPC, UTS and cgroup namespaces, so it has no network, no
   shell, no home, no checkout, no ``/etc/shadow`` and no other run's workspace, and every process it
   starts (even one that called setsid()) dies with the run;

@@ -164,12 +164,16 @@ async def test_writing_outside_the_workspace_fails(tmp_path: Path) -> None:
     assert not [p for p in [*outside, beside] if p.exists()]
 
 
-async def test_tmp_is_private(tmp_path: Path) -> None:
+async def test_tmp_is_read_only_and_scratch_space_is_private(tmp_path: Path) -> None:
     marker = f"agentforge-escape-{os.getpid()}-{time.monotonic_ns()}"
-    result = await arun_python(f"open('/tmp/{marker}', 'w').write('x')\nprint('written')",
-                               workdir=_workspace(tmp_path))
-    assert result.stdout == "written\n", result.stderr
-    assert not Path("/tmp", marker).exists()
+    body = (
+        "import os, tempfile\n"
+        f"report('tmp', lambda: open('/tmp/{marker}', 'w').write('x'))\n"
+        f"print(tempfile.gettempdir(), open(os.path.join(tempfile.gettempdir(), '{marker}'), 'w').write('x'))\n"
+    )
+    result = await _attempt(body, _workspace(tmp_path))
+    assert result.stdout.splitlines() == ["blocked tmp OSError", "/var/tmp 1"], result.stderr + result.stdout
+    assert not Path("/tmp", marker).exists() and not Path("/var/tmp", marker).exists()
 
 
 async def test_symlinks_do_not_lead_out(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ async def test_environment_does_not_leak(monkeypatch: pytest.MonkeyPatch) -> Non
     result = await arun_python(code)
     assert "sk-leak-test-123" not in result.stdout
     names = ast.literal_eval(result.stdout.splitlines()[0])
-    assert set(names) <= {"PATH", "LANG"}
+    assert set(names) <= {"PATH", "LANG", "TMPDIR"}  # TMPDIR names the sandbox's private scratch folder
 
 
 async def test_workdir_is_the_working_directory(tmp_path: Path) -> None:
