@@ -830,6 +830,9 @@ def runs_show(
 def main() -> None:
     try:
         app()
+    except KeyboardInterrupt:  # Ctrl-C while typer builds the command, before any command runs
+        err.print("interrupted", highlight=False)
+        raise SystemExit(130) from None
     except SystemExit as exc:  # Ctrl-C before a command could report it (typer exits 130 silently)
         if exc.code == 130 and not _Interruptible.reported:
             err.print("interrupted", highlight=False)

@@ -21,6 +21,10 @@ from agentforge.workflow.types import coerce, parse_type
 
 ROUTE_KEY = "__route__"
 VISITS_KEY = "__visits__"
+# Hidden channel: each finished node's ``NodeTrace`` (as JSON) rides along with its state writes, so the
+# record is checkpointed exactly when those writes are. A Topic emptied every step keeps each record in
+# one checkpoint only (an accumulating list would be copied into every later checkpoint).
+TRACE_KEY = "__trace__"
 
 
 def _append(left: list[Any] | None, right: Any) -> list[Any]:
@@ -41,6 +45,8 @@ _REDUCERS = {"append": _append, "merge": _merge, "sum": _sum}
 
 def state_schema(spec: WorkflowSpec) -> type:
     """A TypedDict of every field the workflow reads or writes; reducers become Annotated channels."""
+    from langgraph.channels.topic import Topic
+
     fields: dict[str, Any] = {name: Any for name in spec.inputs}
     for node in spec.nodes:
         for name in (*node.input_names(), *node.outputs):
@@ -52,6 +58,7 @@ def state_schema(spec: WorkflowSpec) -> type:
         fields[name] = Annotated[channel, reducer] if reducer else Any
     fields[ROUTE_KEY] = Annotated[dict, _merge]
     fields[VISITS_KEY] = Annotated[dict, _merge]
+    fields[TRACE_KEY] = Annotated[list, Topic(dict, accumulate=False)]
     return TypedDict("WorkflowState", fields, total=False)  # type: ignore[operator]
 
 
@@ -104,17 +111,17 @@ def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], 
                 visits = (state.get(VISITS_KEY) or {}).get(node.id, 0) + 1
                 target = await node.route(values, ctx, record, visits)
                 record.outputs = {"route": target}
-                return {ROUTE_KEY: {node.id: target}, VISITS_KEY: {node.id: visits}}
-            update = await node.execute(values, ctx, record)
-            for name, ftype in output_types.items():
-                if name not in update:
-                    raise OutputError(f"node '{node.id}' did not produce output '{name}'", node=node.id)
-                try:
-                    update[name] = coerce(update[name], ftype)
-                except ValueError as exc:
-                    raise OutputError(f"node '{node.id}' output '{name}': {exc}", node=node.id) from None
-            record.outputs = dict(update)
-            return update
+                update = {ROUTE_KEY: {node.id: target}, VISITS_KEY: {node.id: visits}}
+            else:
+                update = await node.execute(values, ctx, record)
+                for name, ftype in output_types.items():
+                    if name not in update:
+                        raise OutputError(f"node '{node.id}' did not produce output '{name}'", node=node.id)
+                    try:
+                        update[name] = coerce(update[name], ftype)
+                    except ValueError as exc:
+                        raise OutputError(f"node '{node.id}' output '{name}': {exc}", node=node.id) from None
+                record.outputs = dict(update)
         except NodeError as exc:
             record.error = record.error or exc.message
             raise
@@ -127,6 +134,10 @@ def _node_function(spec: WorkflowSpec, node: Any) -> Callable[[dict[str, Any]], 
         finally:
             record.latency_s = time.perf_counter() - started
             ctx.trace.nodes.append(record)
+        if not ctx.checkpointed:
+            return update
+        # ``fallback``: a value JSON cannot hold must not fail a node that finished; trace.json shows it as text.
+        return {**update, TRACE_KEY: [record.model_dump(mode="json", fallback=str)]}
 
     run_node.__name__ = f"node_{node.id}"
     return run_node

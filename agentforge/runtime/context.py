@@ -38,6 +38,7 @@ class RunContext:
     model_override: str | None = None
     run_id: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    checkpointed: bool = False  # node records then ride along with the state writes (compiler.TRACE_KEY)
 
     workspace_made: bool = False
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentforge.errors import AgentforgeError, BudgetExceeded, NodeError
 from agentforge.logs import get_logger
-from agentforge.runtime.compiler import CompiledWorkflow
+from agentforge.runtime.compiler import TRACE_KEY, CompiledWorkflow
 from agentforge.runtime.context import RunContext, current_run
 from agentforge.runtime.trace import NodeTrace, Trace
 from agentforge.workflow.spec import WorkflowSpec
@@ -73,6 +73,8 @@ class Runner:
         ``workspace`` None gives a scratch folder, made only if a node asks for one and removed after.
         ``checkpointer`` is an async context manager giving a LangGraph saver (see ``RunStore``); steps are
         saved before the next one starts, so a node whose step was saved never runs again on resume.
+        With ``resume`` the trace's nodes are replaced by the records saved with the checkpoint: each node
+        whose writes were saved, once, however the previous attempt ended.
         Cancellation (Ctrl-C) marks the trace ``interrupted`` and propagates.
         """
         run_id = trace.run_id
@@ -98,6 +100,10 @@ class Runner:
                     if resume and (values is None or await saver.aget_tuple(config) is not None):
                         start = None
                     graph = self.compiled.graph(saver)
+                    ctx.checkpointed = True
+                    if resume:  # the checkpoint, not trace.json, knows which nodes finished (even after kill -9)
+                        trace.nodes = await saved_records(graph, config)
+                        log.info("run.resume", run_id=run_id, done_nodes=[n.node for n in trace.nodes])
                     try:
                         state = await graph.ainvoke(start, config, durability="sync")
                     except asyncio.CancelledError:
@@ -158,6 +164,28 @@ async def _enter_whole(manager: Any) -> Any:
         await entering  # let the connection finish opening, so that it can be closed
         await manager.__aexit__(None, None, None)
         raise
+
+
+async def saved_records(graph: Any, config: dict[str, Any]) -> list[NodeTrace]:
+    """The ``NodeTrace`` of every node whose writes reached the run's checkpoint, oldest step first.
+
+    Each step's checkpoint holds the records its nodes wrote (``TRACE_KEY`` is emptied every step); the
+    latest checkpoint's pending writes add the nodes that finished in a step cut short (a kill, a sibling's
+    failure). Those are never run again on resume, so each finished node is listed exactly once. Empty when
+    the run has no checkpoint.
+    """
+    steps: list[list[dict[str, Any]]] = []
+    latest = True
+    async for snapshot in graph.aget_state_history(config):
+        if latest:  # older checkpoints' pending writes are the next checkpoint's values: counted there
+            latest = False
+            steps.append([w for task in snapshot.tasks for w in (task.result or {}).get(TRACE_KEY) or ()])
+        steps.append(list(snapshot.values.get(TRACE_KEY) or ()))
+    records: list[NodeTrace] = []
+    for step in reversed(steps):
+        done = sorted((NodeTrace.model_validate(r) for r in step), key=lambda r: r.started_at + r.latency_s)
+        records.extend(done)  # finish order within a step, as a live run appends them
+    return records
 
 
 async def _unfinish_unsaved(graph: Any, config: dict[str, Any], trace: Trace) -> None:

@@ -244,10 +244,8 @@ class Workflow:
             return RunResult(run_id=run_id, outputs=previous.outputs, trace=previous,
                              trace_path=store.trace_path(run_id))
         trace = Trace(run_id=run_id, workflow=spec.name, workflow_hash=spec.hash, inputs=record.inputs, resumed=True)
-        if previous is not None:
-            trace.nodes = [n for n in previous.nodes if n.error is None]
+        if previous is not None:  # none after a kill -9; the finished nodes come from the checkpoint anyway
             trace.latency_s = previous.latency_s
-        log.info("run.resume", run_id=run_id, done_nodes=[n.node for n in trace.nodes])
         # The recorded inputs restart a run stopped before its first checkpoint.
         return await wf._invoke(record.inputs, trace, model=record.model, checkpoint=True, save=True, resume=True)
 

@@ -6,7 +6,8 @@ The confined child (the default) starts under ``bwrap`` and:
   library and shared library, the caller's site-packages, the system's shared libraries
   (``/usr/lib/<multiarch>``, ``/usr/lib64``, the ``/lib*`` links), ``/usr/share/zoneinfo``,
   ``/etc/ld.so.cache``, ``/etc/localtime`` and a generated ``/etc/passwd`` and ``/etc/group`` that
-  name only the sandbox user; read-write, the run's workspace and a private, size-capped scratch folder
+  name only the sandbox user; read-write, the run's workspace (a size-capped tmpfs at its path, which the
+  caller fills and copies back: see ``_workspace``) and a private, size-capped scratch folder
   (``/var/tmp``, named by ``$TMPDIR``; ``/tmp`` is read-only),
   a minimal ``/dev`` and its own ``/proc``. No ``/usr/bin``, so no shell; no home, no checkout, no
   ``/etc/shadow``, no other run's workspace. Each bind sits at its host path, so paths printed inside
@@ -26,15 +27,12 @@ silently.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import shutil
 import site
 import subprocess
 import sys
 import sysconfig
-import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,16 +40,15 @@ from typing import Literal
 
 from agentforge.errors import SandboxError, SandboxUnavailable
 from agentforge.logs import get_logger
+from agentforge.sandbox._cgroup import cgroup_parents
 
 __all__ = [
     "MODE_ENV",
     "Interpreter",
     "Mode",
     "bwrap_argv",
-    "close_pids_cgroup",
     "interpreter",
     "mode",
-    "open_pids_cgroup",
     "require_bwrap",
 ]
 
@@ -137,19 +134,23 @@ def _write_identity(run_dir: Path) -> list[str]:
     return ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
 
 
-def _binds(binds: list[tuple[str, str]]) -> list[str]:
-    """Bind arguments, parents before children (a later mount hides what an earlier one put there)."""
+def _binds(binds: list[tuple[str, str]], tmpfs: dict[str, int]) -> list[str]:
+    """Bind arguments, and tmpfs mounts (path → size in bytes), parents before children (a later mount hides
+    what an earlier one put there)."""
+    mounts = [*binds, *(("--tmpfs", path) for path in tmpfs)]
     args: list[str] = []
-    for flag, path in sorted(binds, key=lambda b: (len(Path(b[1]).parts), b[1])):
-        args += [flag, path, path]
+    for flag, path in sorted(mounts, key=lambda b: (len(Path(b[1]).parts), b[1])):
+        args += ["--size", str(tmpfs[path]), flag, path] if flag == "--tmpfs" else [flag, path, path]
     return args
 
 
 SCRATCH = "/var/tmp"  # the sandbox's private, writable temporary folder ($TMPDIR)
 
 
-def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int) -> list[str]:
-    """The ``bwrap ...`` prefix for one run: ``run_dir`` (its code files) read-only, ``workdir`` writable."""
+def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int,
+               workspace_bytes: int | None = None) -> list[str]:
+    """The ``bwrap ...`` prefix for one run: ``run_dir`` (its code files) read-only, ``workdir`` writable: bound
+    from the host, or, given ``workspace_bytes``, an empty tmpfs of that size at its path (the caller fills it)."""
     interp = interpreter()
     args = [
         bwrap,
@@ -163,84 +164,18 @@ def bwrap_argv(bwrap: str, *, run_dir: Path, workdir: Path, tmp_mb: int) -> list
         *_write_identity(run_dir),
     ]
     ro = [(p, "--ro-bind") for p in (*interp.binds, *interp.site_dirs)]
-    binds = [(flag, path) for path, flag in ro] + [("--ro-bind", str(run_dir)), ("--bind", str(workdir))]
-    args += _binds(binds)
+    binds = [(flag, path) for path, flag in ro] + [("--ro-bind", str(run_dir))]
+    if workspace_bytes is None:
+        binds.append(("--bind", str(workdir)))
+    args += _binds(binds, {str(workdir): workspace_bytes} if workspace_bytes is not None else {})
     # bwrap made the folders leading to each bind in the new root: nothing may write there.
     args += ["--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", str(workdir)]
     return args
 
 
-_CGROUP_MOUNT = Path("/sys/fs/cgroup")
-_CGROUP_STALE_S = 60.0
-_cgroup_ids = itertools.count()
-
-
-@cache
 def _pids_parent() -> Path | None:
-    """Where this process puts its runs' pids cgroups, or None where it cannot make them (not root, no
-    pids controller). Only a root caller needs one: root's own processes are exempt from RLIMIT_NPROC,
-    and a user namespace maps the sandbox user to root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        lines = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        hierarchy, controllers, own = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = _CGROUP_MOUNT / controllers
-        elif hierarchy == "0" and not controllers:
-            base = _CGROUP_MOUNT if (_CGROUP_MOUNT / "cgroup.controllers").exists() else _CGROUP_MOUNT / "unified"
-        else:
-            continue
-        parent = base / own.lstrip("/") / "agentforge-sandbox"
-        try:
-            parent.mkdir(exist_ok=True)
-            if hierarchy == "0":  # cgroup v2: a child gets pids.max only when its parent delegates it
-                (parent / "cgroup.subtree_control").write_text("+pids", encoding="utf-8")
-        except OSError:
-            continue
-        return parent
-    log.warning("sandbox.no_pids_cgroup", reason="no writable pids controller; RLIMIT_NPROC does not bind root")
-    return None
-
-
-def open_pids_cgroup(limit: int) -> Path | None:
-    """A new cgroup capping a run's tasks at ``limit``, for a root caller where the machine allows it."""
-    parent = _pids_parent()
-    if parent is None:
-        return None
-    _sweep(parent)
-    path = parent / f"run-{os.getpid()}-{next(_cgroup_ids)}"
-    try:
-        path.mkdir()
-        (path / "pids.max").write_text(str(limit), encoding="utf-8")
-    except OSError as exc:
-        log.warning("sandbox.pids_cgroup_failed", path=str(path), error=str(exc))
-        close_pids_cgroup(path)
-        return None
-    return path
-
-
-def close_pids_cgroup(path: Path) -> None:
-    """Remove a run's cgroup; if its processes are still dying, a later run's sweep removes it."""
-    with contextlib.suppress(OSError):
-        path.rmdir()
-
-
-def _sweep(parent: Path) -> None:
-    now = time.time()
-    try:
-        children = list(parent.iterdir())
-    except OSError:
-        return
-    for child in children:
-        try:
-            if child.is_dir() and now - child.stat().st_mtime > _CGROUP_STALE_S:
-                child.rmdir()  # fails, harmlessly, while any process is left in it
-        except OSError:
-            continue
+    """Where runs' pids cgroups go here, or None (kept for the benchmark's report)."""
+    return cgroup_parents().get("pids")
 
 
 def _bwrap_path() -> str | None:

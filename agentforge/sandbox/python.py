@@ -14,6 +14,14 @@ site-packages readable) that:
 - sees a minimal environment (``PATH`` and ``LANG`` only, so no API keys leak) and a closed stdin;
 - lowers its own resource limits before the code starts (address space, CPU seconds, file size,
   processes, open files, no core dumps), with soft and hard limits equal;
+- has run-wide totals as well (confined runs): its workspace is a tmpfs holding a copy of the real one
+  plus ``workspace_mb`` (default 256 MB) of room, so a write past that fails with ``ENOSPC``, however
+  many files share it; the changes are copied back when the run ends, however it ends. Where the caller
+  may make cgroups (root, here), a per-run cgroup caps its tasks and its total memory,
+  ``total_memory_mb`` (default ``2 * memory_mb + workspace_mb``; processes plus what they write to the
+  scratch folder and the workspace, swap off). Hitting either marks the result
+  (``SandboxResult.limit_exceeded``) and says so in its stderr. Where a total cannot be enforced, a
+  warning is logged once and ``SandboxResult.unenforced`` names it;
 - has a guard at the top that replaces ``socket``, so IP sockets, ``connect``, ``bind`` and name lookups
   raise ``PermissionError`` with a clear message even before the empty network namespace refuses;
 - leads a new session, so a timeout (or cancellation) kills the whole process group, and with it the
@@ -27,8 +35,10 @@ read and write whatever the caller's user can.
 The limits are set by the child's bootstrap rather than by ``preexec_fn``: ``preexec_fn`` may deadlock
 when the parent has threads, and the engine runs tools in threads.
 
-What stays outside the confinement: the workspace's total size (each file is capped, their number is
-not), and memory summed over the processes the code starts (each is capped).
+Defaults: ``memory_mb`` 512 per process (address space, and the scratch folder's size),
+``total_memory_mb`` ``2 * memory_mb + workspace_mb``, ``workspace_mb`` :data:`WORKSPACE_MB`, 50 MB per
+file (:data:`FILE_SIZE_LIMIT`), :data:`MAX_PROCESSES` tasks, :data:`MAX_OPEN_FILES` open files, CPU time
+``timeout + 2`` s. Unconfined runs keep only the per-process and per-file limits.
 """
 
 from __future__ import annotations
@@ -49,17 +59,21 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentforge.errors import SandboxError
 from agentforge.logs import get_logger
 from agentforge.sandbox import confinement
+from agentforge.sandbox._cgroup import RunCgroup, open_run_cgroup
+from agentforge.sandbox._workspace import TmpfsWorkspace, seed_bytes
 
 __all__ = ["SandboxResult", "arun_python", "extract_code", "network_isolation", "run_python"]
 
 log = get_logger(__name__)
 
 FILE_SIZE_LIMIT = 50 * 1024 * 1024
+WORKSPACE_MB = 256  # what the code may add to its workspace in one run (default of ``workspace_mb``)
+_MB = 1024 * 1024
 MAX_PROCESSES = 256  # processes and threads the code may run (unconfined: add to what its user already runs)
 MAX_OPEN_FILES = 256
 _MIN_MEMORY_MB = 64
@@ -87,6 +101,16 @@ def _agentforge_setup():
     import os
     import site
 
+    handoff = __HANDOFF_FD__
+    if handoff is not None:  # hand the workspace's tmpfs to the caller; it copies the workspace in, then says go
+        channel = socket.socket(fileno=handoff)
+        folder = os.open(".", os.O_PATH | os.O_DIRECTORY)
+        socket.send_fds(channel, [b"w"], [folder])
+        os.close(folder)
+        go = channel.recv(1)
+        channel.close()
+        if go != b"g":
+            raise SystemExit("agentforge sandbox: the workspace could not be copied in")
     os.environ.pop("PWD", None)  # bwrap's --chdir sets it; the code's environment stays PATH and LANG only
     site_dirs = __SITE_DIRS__
     if site_dirs is not None:  # started with -S: the caller's packages, not the base interpreter's
@@ -148,19 +172,30 @@ except BaseException as exc:
 '''
 
 
+LimitName = Literal["memory", "workspace"]
+Total = Literal["memory_total", "workspace_total"]
+
+
 @dataclass(frozen=True)
 class SandboxResult:
-    """What a sandboxed run produced. ``returncode`` is None when the run was killed for time."""
+    """What a sandboxed run produced. ``returncode`` is None when the run was killed for time.
+
+    ``limit_exceeded`` names the run-wide limit the code hit (``"memory"``: the kernel killed one of its
+    processes for the total; ``"workspace"``: the workspace ran out of room), and the run is then not ok
+    even if the code caught the error. ``unenforced`` names the totals this machine could not enforce
+    (``"memory_total"``, ``"workspace_total"``); the per-process and per-file limits held regardless."""
 
     stdout: str
     stderr: str
     returncode: int | None
     timed_out: bool
     duration_s: float
+    limit_exceeded: LimitName | None = None
+    unenforced: tuple[Total, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and self.returncode == 0
+        return not self.timed_out and self.returncode == 0 and self.limit_exceeded is None
 
 
 def extract_code(text: str) -> str:
@@ -241,7 +276,8 @@ def network_isolation() -> str:
 @cache
 def _warn_unconfined() -> None:
     log.warning("sandbox.unconfined", reason=f"{confinement.MODE_ENV}=unconfined",
-                effect="generated code can read and write whatever this user can")
+                effect="generated code can read and write whatever this user can; neither its total memory "
+                       "nor its workspace's total size is capped")
 
 
 @dataclass(frozen=True)
@@ -252,22 +288,43 @@ class _Job:
     stdout_path: Path
     stderr_path: Path
     confined: bool
-    cgroup: Path | None = None
+    total_memory_mb: int
+    workspace_mb: int
+    cgroup: RunCgroup | None = None
+    workspace: TmpfsWorkspace | None = None
+    unenforced: tuple[Total, ...] = ()
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return (self.workspace.child_fd,) if self.workspace is not None else ()
 
     def release(self) -> None:
-        """After the run (its processes are dead): drop its cgroup, and the set-id bits a root caller's
-        sandbox could have left, since its files belong to root outside."""
-        if self.cgroup is not None:
-            confinement.close_pids_cgroup(self.cgroup)
-        if self.confined and os.geteuid() == 0:
-            _strip_setid(self.cwd)
+        """After the run (its processes are dead): copy its workspace back, drop its cgroup, and clear the
+        set-id bits a root caller's sandbox could have left, since its files belong to root outside."""
+        try:
+            if self.workspace is not None:
+                try:
+                    self.workspace.close()
+                except OSError as exc:
+                    raise SandboxError(f"could not copy the sandbox's workspace back to {self.cwd}: {exc}") from exc
+        finally:
+            if self.cgroup is not None:
+                self.cgroup.close()
+            if self.confined and os.geteuid() == 0:
+                _strip_setid(self.cwd)
 
 
 def _prepare(
     code: str, inputs: dict[str, Any] | None, timeout: float, memory_mb: int, workdir: Path | None,
-    max_output: int, tmp: Path,
+    max_output: int, tmp: Path, total_memory_mb: int | None = None, workspace_mb: int = WORKSPACE_MB,
 ) -> _Job:
     """Check the arguments and write the run's files. Blocking (it may probe bwrap or unshare, scan /proc)."""
+    if total_memory_mb is None:
+        total_memory_mb = 2 * memory_mb + workspace_mb
+    if workspace_mb < 1:
+        raise SandboxError(f"workspace_mb must be at least 1, got {workspace_mb}")
+    if total_memory_mb < _MIN_MEMORY_MB:
+        raise SandboxError(f"total_memory_mb must be at least {_MIN_MEMORY_MB}, got {total_memory_mb}")
     if max_output < 0:
         raise SandboxError(f"max_output must not be negative, got {max_output}")
     if timeout <= 0:
@@ -305,27 +362,36 @@ def _prepare(
         "RLIMIT_CORE": 0,
     }
     flags = ["-I", "-u", "-X", "utf8", str(boot_path)]
+    unenforced: list[Total] = []
+    workspace: TmpfsWorkspace | None = None
+    cgroup: RunCgroup | None = None
     if bwrap is not None:
         # In its own user namespace the run's processes are counted apart from the caller's.
         limits["RLIMIT_NPROC"] = MAX_PROCESSES
         interp = confinement.interpreter()
         site_dirs: tuple[str, ...] | None = interp.site_dirs
-        argv = [*confinement.bwrap_argv(bwrap, run_dir=tmp, workdir=cwd, tmp_mb=memory_mb), interp.executable,
-                "-S", *flags]
+        # The workspace is a tmpfs holding a copy of it plus room for what the code may add.
+        workspace = TmpfsWorkspace.create(cwd, seed_bytes(cwd) + workspace_mb * _MB, copy_back=workdir is not None)
+        argv = [*confinement.bwrap_argv(bwrap, run_dir=tmp, workdir=cwd, tmp_mb=memory_mb,
+                                        workspace_bytes=workspace.limit_bytes), interp.executable, "-S", *flags]
         # bwrap, its init and the interpreter count too.
-        cgroup = confinement.open_pids_cgroup(MAX_PROCESSES + 3)
-        if cgroup is not None:  # the launcher joins the cgroup, then becomes bwrap: no fork escapes the cap
-            argv = [shutil.which("sh") or "/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
-                    str(cgroup / "cgroup.procs"), *argv]
+        cgroup = open_run_cgroup(max_tasks=MAX_PROCESSES + 3, memory_bytes=total_memory_mb * _MB)
+        if cgroup is not None:  # the launcher joins the cgroup, then becomes bwrap: no fork escapes the caps
+            joins = " && ".join(f'echo $$ > "${i}"' for i in range(len(cgroup.procs_files)))
+            argv = [shutil.which("sh") or "/bin/sh", "-c", f'{joins} && shift {len(cgroup.procs_files) - 1} '
+                    '&& exec "$@"', *cgroup.procs_files, *argv]
+        if cgroup is None or cgroup.memory is None:
+            unenforced.append("memory_total")
     else:
         _warn_unconfined()
-        cgroup = None
+        unenforced += ["memory_total", "workspace_total"]
         limits["RLIMIT_NPROC"] = _user_tasks() + MAX_PROCESSES
         site_dirs = None
         argv = [*_net_prefix(), sys.executable, *flags]
     boot = (
         _BOOTSTRAP.replace("__LIMITS__", repr(limits))
         .replace("__SITE_DIRS__", repr(site_dirs))
+        .replace("__HANDOFF_FD__", repr(workspace.child_fd if workspace is not None else None))
         .replace("__INPUTS_PATH__", repr(str(inputs_path)))
         .replace("__CODE_PATH__", repr(str(code_path)))
     )
@@ -334,7 +400,8 @@ def _prepare(
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     if "LANG" in os.environ:
         env["LANG"] = os.environ["LANG"]
-    return _Job(argv, env, cwd, tmp / "stdout.txt", tmp / "stderr.txt", site_dirs is not None, cgroup)
+    return _Job(argv, env, cwd, tmp / "stdout.txt", tmp / "stderr.txt", site_dirs is not None, total_memory_mb,
+                workspace_mb, cgroup, workspace, tuple(unenforced))
 
 
 def _strip_setid(root: Path) -> None:
@@ -390,10 +457,23 @@ def _finish(job: _Job, returncode: int | None, timed_out: bool, timeout: float, 
         except ValueError:
             signame = str(-returncode)
         note = f"[killed by {signame}{' (CPU time limit)' if signame == 'SIGXCPU' else ''}]"
+    exceeded: LimitName | None = None
+    oom_kills = job.cgroup.oom_kills() if job.cgroup is not None else 0
+    if oom_kills:
+        exceeded = "memory"
+        note = (f"[memory limit exceeded: the run's processes together used more than its total of "
+                f"{job.total_memory_mb} MB (total_memory_mb; files in the workspace and $TMPDIR count too), "
+                f"so the kernel killed {oom_kills} of them]")
+    elif job.workspace is not None and job.workspace.filled():
+        exceeded = "workspace"
+        note = (f"{note} " if note else "") + (
+            f"[workspace limit exceeded: the code may add at most {job.workspace_mb} MB to its workspace "
+            "(workspace_mb); writes beyond it failed with 'No space left on device']")
     if note:
         stderr = f"{stderr.rstrip()}\n{note}" if stderr.strip() else note
-    result = SandboxResult(stdout, stderr, returncode, timed_out, round(duration, 4))
-    log.debug("sandbox.done", returncode=returncode, timed_out=timed_out, duration_s=result.duration_s)
+    result = SandboxResult(stdout, stderr, returncode, timed_out, round(duration, 4), exceeded, job.unenforced)
+    log.debug("sandbox.done", returncode=returncode, timed_out=timed_out, duration_s=result.duration_s,
+              limit_exceeded=exceeded)
     return result
 
 
@@ -405,15 +485,21 @@ async def arun_python(
     memory_mb: int = 512,
     workdir: Path | None = None,
     max_output: int = 100_000,
+    total_memory_mb: int | None = None,
+    workspace_mb: int = WORKSPACE_MB,
 ) -> SandboxResult:
-    """Run ``code`` in a sandboxed subprocess; ``inputs`` become top-level variables (and ``inputs``)."""
+    """Run ``code`` in a sandboxed subprocess; ``inputs`` become top-level variables (and ``inputs``).
+
+    ``memory_mb`` caps each process's address space (and the scratch folder); ``total_memory_mb`` (default
+    ``2 * memory_mb + workspace_mb``) caps the memory of all the run's processes together, tmpfs files
+    included; ``workspace_mb`` caps what the code may add to its workspace."""
     with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
-        args = (code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp))
+        args = (code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp), total_memory_mb, workspace_mb)
         job = await asyncio.to_thread(_prepare, *args)
         try:
             return await _arun(job, timeout, max_output)
         finally:
-            job.release()
+            await asyncio.to_thread(job.release)  # copies the workspace back: off the event loop
 
 
 async def _arun(job: _Job, timeout: float, max_output: int) -> SandboxResult:
@@ -422,18 +508,27 @@ async def _arun(job: _Job, timeout: float, max_output: int) -> SandboxResult:
         with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *job.argv, cwd=job.cwd, env=job.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True,
+                start_new_session=True, pass_fds=job.pass_fds,
             )
     except OSError as exc:
         raise SandboxError(f"could not start the sandbox: {exc}") from exc
     timed_out = False
+    handoff: asyncio.Future[None] | None = None
     try:
+        if job.workspace is not None:
+            job.workspace.started()
+            handoff = asyncio.ensure_future(asyncio.to_thread(_handoff, job))
+            await asyncio.shield(handoff)
         await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
         timed_out = True
     finally:
         # Also on cancellation and after a normal exit: nothing the code started may outlive the run.
         _kill_group(proc.pid)
+        if handoff is not None and not handoff.done():  # cancelled mid-copy: let the copy end before release
+            await asyncio.wait([handoff])
+            if not handoff.cancelled():
+                handoff.exception()  # retrieved; the cancellation is what propagates
         if proc.returncode is None:
             await proc.wait()
     return _finish(job, proc.returncode, timed_out, timeout, started, max_output)
@@ -447,14 +542,25 @@ def run_python(
     memory_mb: int = 512,
     workdir: Path | None = None,
     max_output: int = 100_000,
+    total_memory_mb: int | None = None,
+    workspace_mb: int = WORKSPACE_MB,
 ) -> SandboxResult:
     """Blocking twin of :func:`arun_python`, same behaviour and arguments."""
     with tempfile.TemporaryDirectory(prefix="agentforge-sandbox-") as tmp:
-        job = _prepare(code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp))
+        job = _prepare(code, inputs, timeout, memory_mb, workdir, max_output, Path(tmp), total_memory_mb,
+                       workspace_mb)
         try:
             return _run(job, timeout, max_output)
         finally:
             job.release()
+
+
+def _handoff(job: _Job) -> None:
+    assert job.workspace is not None
+    try:
+        job.workspace.handoff()
+    except OSError as exc:
+        raise SandboxError(f"could not copy the workspace {job.cwd} into the sandbox: {exc}") from exc
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -481,11 +587,14 @@ def _run(job: _Job, timeout: float, max_output: int) -> SandboxResult:
         with job.stdout_path.open("wb") as out, job.stderr_path.open("wb") as err:
             proc = subprocess.Popen(
                 job.argv, cwd=job.cwd, env=job.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True,
+                start_new_session=True, pass_fds=job.pass_fds,
             )
     except OSError as exc:
         raise SandboxError(f"could not start the sandbox: {exc}") from exc
     try:
+        if job.workspace is not None:
+            job.workspace.started()
+            _handoff(job)
         timed_out = not _wait_exit(proc, timeout)
     finally:
         _kill_group(proc.pid)

@@ -345,6 +345,61 @@ async def test_disk_filler_is_stopped(tmp_path: Path) -> None:
     assert (workspace / "big").stat().st_size <= sandbox.FILE_SIZE_LIMIT
 
 
+SPREAD_MEMORY = """
+import os, time
+children = []
+for _ in range(4):  # each stays under memory_mb; together they pass total_memory_mb
+    pid = os.fork()
+    if pid == 0:
+        held = bytearray(b'x') * (150 * 1024 * 1024)
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+"""
+
+
+async def test_memory_spread_over_processes_hits_the_total(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a memory cgroup needs a root caller here; the run records the total as unenforced")
+    result = await arun_python(SPREAD_MEMORY, workdir=_workspace(tmp_path), memory_mb=256, total_memory_mb=300,
+                               timeout=20)
+    assert "memory_total" not in result.unenforced
+    assert result.limit_exceeded == "memory" and not result.ok, result
+    assert "memory limit exceeded" in result.stderr and "300 MB" in result.stderr
+    assert "-9" in result.stdout.strip("[]\n").split(", ")  # the exit codes the code printed: one was SIGKILLed
+
+
+async def test_memory_spread_over_processes_under_the_total_runs(tmp_path: Path) -> None:
+    result = await arun_python(SPREAD_MEMORY, workdir=_workspace(tmp_path), memory_mb=256, total_memory_mb=1024,
+                               timeout=20)
+    assert result.ok and result.stdout.strip() == "[0, 0, 0, 0]", result
+
+
+async def test_many_files_under_the_file_cap_hit_the_workspace_cap(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    (workspace / "given.bin").write_bytes(b"y" * 20 * 1024 * 1024)  # what is already there does not count
+    code = (
+        "import errno\n"
+        "def fill():\n"
+        "    for i in range(40):\n"  # 40 files of 8 MB, each far below the 50 MB file cap
+        "        with open(f'part-{i}', 'wb') as f:\n"
+        "            f.write(b'x' * 8 * 1024 * 1024)\n"
+        "report('many files', fill)\n"
+        "try:\n"
+        "    fill()\n"
+        "except OSError as exc:\n"
+        "    print(errno.errorcode[exc.errno])\n"
+    )
+    result = await _attempt(code, workspace, workspace_mb=64, timeout=30)
+    assert result.stdout.splitlines() == ["blocked many files OSError", "ENOSPC"], result
+    assert result.limit_exceeded == "workspace" and not result.ok
+    assert "workspace limit exceeded" in result.stderr and "64 MB" in result.stderr
+    added = sum(p.stat().st_size for p in workspace.glob("part-*"))
+    assert 56 * 1024 * 1024 <= added <= 64 * 1024 * 1024  # what fitted was kept, nothing more
+    assert (workspace / "given.bin").stat().st_size == 20 * 1024 * 1024
+
+
 async def test_a_setsid_child_does_not_outlive_the_timeout(tmp_path: Path) -> None:
     workspace = _workspace(tmp_path)
     marker = f"setsid-{time.monotonic_ns()}"

@@ -207,3 +207,44 @@ def test_a_parallel_node_that_finished_beside_the_interrupted_one_is_not_run_aga
     assert result.outputs == {"d": "xabxacd"}
     assert again.calls == ["xac", "xabxacd"]
     assert sorted(n.node for n in result.trace.nodes) == ["a", "b", "c", "d"]
+
+
+def test_a_node_finished_beside_one_cut_off_by_a_kill_is_in_the_resumed_trace_once() -> None:
+    # A kill -9 saves no trace.json and leaves the record ``running``: only the checkpoint remembers that
+    # b finished in the step that c's kill cut short (its writes are the step's pending writes).
+    Path("fan.yaml").write_text(FAN, encoding="utf-8")
+    run_id = new_run_id()
+    steps = Steps(hang_on="xac")
+
+    async def cut_off_c() -> None:
+        wf = Workflow.from_yaml("fan.yaml", tools=steps.registry(), store=store())
+        task = asyncio.ensure_future(wf.arun({"word": "x"}, run_id=run_id))
+        await asyncio.wait_for(steps.hanging.wait(), 30)
+        while "xab" not in steps.calls:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # b has returned and its writes are saved
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cut_off_c())
+    store().trace_path(run_id).unlink()
+    record = store().load_record(run_id)
+    store().save_record(record.model_copy(update={"status": "running", "error": None}))
+
+    resumed_at = time.time()
+    again = Steps()
+    result = Workflow.resume(run_id, tools=again.registry(), store=store())
+    assert result.outputs == {"d": "xabxacd"}
+    assert again.calls == ["xac", "xabxacd"]  # a and b finished before the kill: not run again
+    saved = json.loads(store().trace_path(run_id).read_text(encoding="utf-8"))
+    nodes = {n["node"]: n for n in saved["nodes"]}
+    assert sorted(n["node"] for n in saved["nodes"]) == ["a", "b", "c", "d"]  # each once
+    assert [n["node"] for n in saved["nodes"]][:2] == ["a", "b"]  # oldest step first
+    for kept in ("a", "b"):  # the records the killed attempt checkpointed, with what they did
+        assert nodes[kept]["started_at"] < resumed_at and nodes[kept]["error"] is None
+    assert nodes["b"]["inputs"] == {"a": "xa"} and nodes["b"]["outputs"] == {"b": "xab"}
+    assert all(nodes[n]["started_at"] >= resumed_at for n in ("c", "d"))
+    # The hidden channel carrying the records shows nowhere the user looks.
+    assert "__trace__" not in store().trace_path(run_id).read_text(encoding="utf-8")
+    assert "__trace__" not in (store().run_dir(run_id) / "run.json").read_text(encoding="utf-8")

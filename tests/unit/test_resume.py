@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentforge.errors import LLMError, NodeError, RunNotFound
+from agentforge.errors import LLMError, NodeError, RunNotFound, ToolError
 from agentforge.llm.scripted import ScriptedModel, register_script
+from agentforge.runtime.store import RunStore
 from agentforge.runtime.workflow import Workflow
+from agentforge.tools import ToolRegistry
 from tests.conftest import WORKFLOWS
 
 
@@ -47,3 +50,51 @@ def test_resuming_a_finished_run_returns_its_outputs_without_calls(scripted: Any
 def test_resuming_an_unknown_run_names_it() -> None:
     with pytest.raises(RunNotFound, match="no run 'nope'"):
         Workflow.resume("nope")
+
+
+FAN = """\
+version: 1
+kind: workflow
+name: fan
+inputs: {word: str}
+outputs: {d: str}
+nodes:
+  - {id: a, kind: tool, tool: step, args: {text: "{word}a"}, inputs: [word], outputs: [a]}
+  - {id: b, kind: tool, tool: step, args: {text: "{a}b"}, inputs: [a], outputs: [b]}
+  - {id: c, kind: tool, tool: step, args: {text: "{a}c"}, inputs: [a], outputs: [c]}
+  - {id: d, kind: tool, tool: step, args: {text: "{b}{c}d"}, inputs: [b, c], outputs: [d]}
+edges:
+  - {from: a, to: [b, c]}
+  - {from: [b, c], to: d}
+"""
+
+
+def test_a_node_finished_beside_a_failed_one_is_kept_once_when_the_run_resumes(tmp_path: Path) -> None:
+    (tmp_path / "fan.yaml").write_text(FAN, encoding="utf-8")
+    calls: list[str] = []
+    broken = {"xac"}
+
+    def step(text: str) -> str:
+        """Return the text, or fail on a broken one."""
+        calls.append(text)
+        if text in broken:
+            raise ToolError(f"step failed on {text}")
+        return text
+
+    runs = RunStore(tmp_path / "runs")
+    wf = Workflow.from_yaml(tmp_path / "fan.yaml", tools=ToolRegistry([step]), store=runs)
+    with pytest.raises(NodeError) as info:
+        wf.run({"word": "x"})
+    run_id = info.value.fields["run_id"]
+    first = json.loads(runs.trace_path(run_id).read_text(encoding="utf-8"))
+    assert sorted((n["node"], n["error"] is None) for n in first["nodes"]) == [("a", True), ("b", True),
+                                                                               ("c", False)]
+    runs.trace_path(run_id).unlink()  # the records must come from the checkpoint, not the old trace.json
+    broken.clear()
+    calls.clear()
+    result = Workflow.resume(run_id, tools=ToolRegistry([step]), store=runs)
+    assert result.outputs == {"d": "xabxacd"}
+    assert calls == ["xac", "xabxacd"]
+    assert [n.node for n in result.trace.nodes][:2] == ["a", "b"]
+    assert sorted(n.node for n in result.trace.nodes) == ["a", "b", "c", "d"]
+    assert all(n.error is None for n in result.trace.nodes)

@@ -109,21 +109,36 @@ async def test_nothing_the_code_started_outlives_the_run(tmp_path: Path, extra: 
 
 
 async def test_cancellation_kills_the_child(tmp_path: Path) -> None:
-    code = "import time\nwhile True:\n    open('beat', 'a').write('.')\n    time.sleep(0.02)\n"
+    # The workspace is copied back only when the run ends, so the test watches the process table instead.
+    marker = f"cancel-{time.monotonic_ns()}"
+    sleeper = f"[sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}]"
+    code = f"import sys, subprocess\nsubprocess.run({sleeper})\n"
     task = asyncio.create_task(arun_python(code, workdir=tmp_path, timeout=30))
-    beat = tmp_path / "beat"
     for _ in range(200):
-        if beat.exists() and beat.stat().st_size:
+        if _with_marker(marker):
             break
         await asyncio.sleep(0.05)
-    assert beat.stat().st_size
+    assert _with_marker(marker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)
-    last = beat.stat().st_size
-    await asyncio.sleep(0.3)
-    assert beat.stat().st_size == last  # the heartbeat stopped: the child is gone
+    for _ in range(40):
+        if not _with_marker(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert not _with_marker(marker)  # the child is gone
+
+
+def _with_marker(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes() and _alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 async def test_memory_limit_stops_a_huge_allocation() -> None:
@@ -226,6 +241,41 @@ async def test_workdir_is_the_working_directory(tmp_path: Path) -> None:
     assert (tmp_path / "out.txt").read_text() == "data"
 
 
+async def test_workspace_changes_reach_the_real_folder(tmp_path: Path) -> None:
+    # The code works on a capped copy; what it made, changed, renamed and deleted is copied back.
+    (tmp_path / "keep.txt").write_text("kept")
+    (tmp_path / "edit.txt").write_text("old")
+    (tmp_path / "gone.txt").write_text("bye")
+    (tmp_path / "old_dir").mkdir()
+    (tmp_path / "old_dir" / "inner.txt").write_text("inner")
+    (tmp_path / "link").symlink_to("keep.txt")
+    code = (
+        "import os, shutil\n"
+        "print(open('link').read(), open('old_dir/inner.txt').read())\n"
+        "open('edit.txt', 'w').write('new')\n"
+        "os.remove('gone.txt')\n"
+        "shutil.rmtree('old_dir')\n"
+        "os.makedirs('made/deep')\n"
+        "open('made/deep/file.txt', 'w').write('deep')\n"
+        "os.rename('keep.txt', 'renamed.txt')\n"
+        "os.symlink('renamed.txt', 'link2')\n"
+    )
+    result = await arun_python(code, workdir=tmp_path)
+    assert result.ok and result.stdout == "kept inner\n", result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edit.txt", "link", "link2", "made", "renamed.txt"]
+    assert (tmp_path / "edit.txt").read_text() == "new"
+    assert (tmp_path / "made" / "deep" / "file.txt").read_text() == "deep"
+    assert os.readlink(tmp_path / "link2") == "renamed.txt" and (tmp_path / "link2").read_text() == "kept"
+    assert os.readlink(tmp_path / "link") == "keep.txt"  # left as it was, now dangling
+
+
+async def test_workspace_writes_before_a_timeout_are_kept(tmp_path: Path) -> None:
+    code = "import time\nopen('partial.txt', 'w').write('done so far')\ntime.sleep(30)\n"
+    result = await arun_python(code, workdir=tmp_path, timeout=1)
+    assert result.timed_out
+    assert (tmp_path / "partial.txt").read_text() == "done so far"
+
+
 async def test_default_workdir_is_fresh_and_not_the_callers() -> None:
     result = await arun_python("import os\nprint(os.getcwd())\nprint(os.listdir('.'))")
     cwd, listing = result.stdout.splitlines()
@@ -248,6 +298,10 @@ async def test_bad_arguments_are_rejected() -> None:
         await arun_python("print(1)", memory_mb=1)
     with pytest.raises(SandboxError, match="max_output"):
         run_python("print(1)", max_output=-1)
+    with pytest.raises(SandboxError, match="workspace_mb"):
+        run_python("print(1)", workspace_mb=0)
+    with pytest.raises(SandboxError, match="total_memory_mb"):
+        run_python("print(1)", total_memory_mb=8)
 
 
 @pytest.mark.parametrize(
