@@ -170,6 +170,11 @@ def _parse_inputs(pairs: list[str], json_file: Path | None) -> dict[str, Any]:
     return values
 
 
+def _reused(trace: Any) -> str:
+    """The prompt tokens a prefix cache spared the model, when there are any."""
+    return f" ({trace.reused_prompt_tokens} prompt reused)" if trace.reused_prompt_tokens else ""
+
+
 def _print_trace(result: Any) -> None:
     trace = result.trace
     table = Table(title=f"run {result.run_id}", title_justify="left", show_edge=False)
@@ -183,7 +188,8 @@ def _print_trace(result: Any) -> None:
     cached = (f" (+{trace.cached_prompt_tokens}+{trace.cached_completion_tokens} cached)"
               if trace.cached_calls else "")
     err.print(f"total {trace.latency_s:.2f}s, {trace.llm_calls} LLM calls ({trace.cached_calls} cached), "
-              f"{trace.prompt_tokens}+{trace.completion_tokens} tokens{cached}, ${trace.cost:.4f}; "
+              f"{trace.prompt_tokens}+{trace.completion_tokens} tokens{_reused(trace)}{cached}, "
+              f"${trace.cost:.4f}; "
               f"trace: {result.trace_path}", highlight=False)
 
 
@@ -215,6 +221,7 @@ def run(
         out.print_json(data={
             "status": "succeeded", "run_id": result.run_id, "outputs": result.outputs, "cost": trace.cost,
             "tokens": {"prompt": trace.prompt_tokens, "completion": trace.completion_tokens,
+                       "reused_prompt": trace.reused_prompt_tokens,
                        "cached_prompt": trace.cached_prompt_tokens,
                        "cached_completion": trace.cached_completion_tokens},
             "cached_cost": trace.cached_cost,
@@ -644,6 +651,8 @@ def _print_report(report: Any) -> None:
         ("LLM calls", f"{summary['llm_calls']} ({summary['cached_calls']} cached)"),
         ("tokens in/out", f"{summary['prompt_tokens']}/{summary['completion_tokens']} fresh, "
                           f"{summary['cached_prompt_tokens']}/{summary['cached_completion_tokens']} cached"),
+        ("prompt tokens", f"{summary['processed_prompt_tokens']:,} processed, "
+                          f"{summary['reused_prompt_tokens']:,} reused (from a prefix cache)"),
         ("cost", f"${summary['cost']:.4f} (p50 ${summary['cost_p50']:.4f}/task, p90 ${summary['cost_p90']:.4f})"
                  + (f", cached calls first cost ${summary['cached_cost']:.4f}" if summary["cached_cost"] else "")),
         ("latency p50/p90/p99", f"{summary['latency_p50_s']:.2f}s / {summary['latency_p90_s']:.2f}s / "
@@ -789,6 +798,7 @@ def runs_show(
             "outputs": trace.outputs if trace is not None else {},
             "nodes": [{"node": n.node, "kind": n.kind, "latency_s": round(n.latency_s, 4), "calls": n.calls,
                        "cached_calls": n.cached_calls, "prompt_tokens": n.prompt_tokens,
+                       "reused_prompt_tokens": n.reused_prompt_tokens,
                        "completion_tokens": n.completion_tokens, "cost": n.cost, "error": n.error}
                       for n in (trace.nodes if trace is not None else [])],
         }
@@ -805,7 +815,7 @@ def runs_show(
         rows += [("outputs", _show(trace.outputs) if trace.outputs else "-"),
                  ("latency", f"{trace.latency_s:.2f}s" + (" (resumed)" if trace.resumed else "")),
                  ("LLM calls", f"{trace.llm_calls} ({trace.cached_calls} cached)"),
-                 ("tokens", f"{trace.prompt_tokens}+{trace.completion_tokens}{cached}"),
+                 ("tokens", f"{trace.prompt_tokens}+{trace.completion_tokens}{_reused(trace)}{cached}"),
                  ("cost", f"${trace.cost:.4f}"), ("trace", str(store.trace_path(run_id)))]
     if record.error:
         rows.append(("error", record.error))

@@ -41,6 +41,14 @@ class LocalModelSettings(BaseModel):
     n_threads: int = Field(default=1, ge=1, description="1 is robust when other processes are busy.")
     n_ctx: int = Field(default=4096, ge=512)
     n_batch: int = Field(default=256, ge=8)
+    n_seq_max: int = Field(default=8, ge=1, le=64,
+                           description="Sequences one context decodes together (batched sampling of n answers).")
+    prefix_cache_mb: int = Field(
+        default=2048, ge=0,
+        description="Memory for saved KV states of prompt prefixes, per process (0: no saved prefixes).")
+    prefix_disk_mb: int = Field(
+        default=4096, ge=0,
+        description="Disk for saved prefixes shared by processes and runs, under home/kv-cache (0: none).")
 
 
 class Settings(BaseModel):
@@ -72,6 +80,11 @@ class Settings(BaseModel):
     @property
     def cache_dir(self) -> Path:
         return self.home / "llm-cache"
+
+    @property
+    def kv_cache_dir(self) -> Path:
+        """Saved KV states of the local model's prompt prefixes (``llm.prefix_cache``)."""
+        return self.home / "kv-cache"
 
     @property
     def models_dir(self) -> Path:

@@ -233,6 +233,7 @@ def empty_output(spec: WorkflowSpec, outputs: dict[str, Any], trace: Trace) -> T
 
 def _add_usage(result: TaskResult, trace: Trace) -> None:
     result.prompt_tokens += trace.prompt_tokens
+    result.reused_prompt_tokens += trace.reused_prompt_tokens
     result.completion_tokens += trace.completion_tokens
     result.cached_prompt_tokens += trace.cached_prompt_tokens
     result.cached_completion_tokens += trace.cached_completion_tokens

@@ -54,6 +54,8 @@ class TaskResult(BaseModel):
                                                               "multi-turn history cut to its token cap.")
     prompt_tokens: int = Field(default=0, description="Fresh (spent) prompt tokens; cached calls are apart.")
     completion_tokens: int = 0
+    reused_prompt_tokens: int = Field(default=0, description="Of prompt_tokens, those read from a prefix cache "
+                                                             "(saved prefixes, provider prompt caching).")
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
     cost: float = Field(default=0.0, description="Spent on fresh calls.")
@@ -208,10 +210,13 @@ class EvalReport(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The aggregates a reader wants first. Tokens and cost are fresh (spent) ones; cached calls are
-        counted apart, so a cached re-run reports 0 fresh tokens and 0 cost."""
+        counted apart, so a cached re-run reports 0 fresh tokens and 0 cost. Fresh prompt tokens split into
+        ``processed_prompt_tokens`` (evaluated) and ``reused_prompt_tokens`` (read from a prefix cache)."""
         latencies = [r.latency_s for r in self.results]
         costs = [r.cost for r in self.results]
         low, high = self.ci
+        prompt = sum(r.prompt_tokens for r in self.results)
+        reused = sum(r.reused_prompt_tokens for r in self.results)
         return {
             "eval_id": self.eval_id,
             "workflow": self.workflow,
@@ -227,7 +232,9 @@ class EvalReport(BaseModel):
             "llm_calls": self.llm_calls,
             "cached_calls": self.cached_calls,
             "new_llm_calls": self.llm_calls - self.cached_calls,
-            "prompt_tokens": sum(r.prompt_tokens for r in self.results),
+            "prompt_tokens": prompt,
+            "processed_prompt_tokens": prompt - reused,
+            "reused_prompt_tokens": reused,
             "completion_tokens": sum(r.completion_tokens for r in self.results),
             "cached_prompt_tokens": sum(r.cached_prompt_tokens for r in self.results),
             "cached_completion_tokens": sum(r.cached_completion_tokens for r in self.results),

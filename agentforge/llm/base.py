@@ -73,6 +73,10 @@ class Usage(BaseModel):
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reused_prompt_tokens: int = Field(
+        default=0,
+        description="Of prompt_tokens, those read from a prefix cache, not evaluated: the local model's saved "
+                    "prefixes, or a provider's prompt caching.")
 
     @property
     def total_tokens(self) -> int:
@@ -82,6 +86,7 @@ class Usage(BaseModel):
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
+            reused_prompt_tokens=self.reused_prompt_tokens + other.reused_prompt_tokens,
         )
 
 

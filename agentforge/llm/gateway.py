@@ -15,7 +15,7 @@ import random
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ from agentforge.errors import (
 )
 from agentforge.llm.base import Backend, LLMRequest, LLMResponse, RawCompletion, Usage
 from agentforge.llm.cache import ResponseCache
+from agentforge.llm.scheduler import Admission, PrefixScheduler
 from agentforge.llm.weights import weights_identity
 from agentforge.logs import get_logger
 from agentforge.retry import RetryPolicy
@@ -91,10 +92,13 @@ class GatewayStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    reused_prompt_tokens: int = 0  # of the fresh calls' prompt tokens, those read from a prefix cache
+    reordered: int = 0  # local calls admitted ahead of an older waiter because they share its predecessor's prefix
 
     @property
     def usage(self) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     reused_prompt_tokens=self.reused_prompt_tokens)
 
     def record(self, response: LLMResponse) -> None:
         self.calls += 1
@@ -104,6 +108,7 @@ class GatewayStats:
         else:
             self.prompt_tokens += response.usage.prompt_tokens
             self.completion_tokens += response.usage.completion_tokens
+            self.reused_prompt_tokens += response.usage.reused_prompt_tokens
             self.cost += response.cost
 
 
@@ -217,9 +222,17 @@ class LiteLLMBackend:
             usage=Usage(
                 prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                reused_prompt_tokens=_cached_tokens(usage),
             ),
             cost=float(cost),
         )
+
+
+def _cached_tokens(usage: Any) -> int:
+    """OpenAI's ``usage.prompt_tokens_details.cached_tokens``: the local model's reused prefix, or a
+    provider's prompt-cache read. Absent or None where the provider does not report it."""
+    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+    return cached if type(cached) is int and cached > 0 else 0
 
 
 _litellm: Any = None
@@ -323,9 +336,8 @@ class Gateway:
         self._rng = random.Random(seed)
         self._litellm: Backend = backend or LiteLLMBackend(self.settings)
         self._weights: str | None = None
-        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._limits: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore | PrefixScheduler]] = weakref.WeakKeyDictionary()
 
     def resolve(self, name: str) -> ResolvedModel:
         resolved = self._resolved.get(name)
@@ -342,12 +354,21 @@ class Gateway:
             return get_script(model[len(SCRIPTED_PREFIX):])
         return self._litellm
 
-    def _limit(self, model: str, size: int) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        per_loop = self._limits.setdefault(loop, {})
-        if model not in per_loop:
-            per_loop[model] = asyncio.Semaphore(size)
-        return per_loop[model]
+    def _limit(self, request: LLMRequest, size: int) -> AbstractAsyncContextManager[Admission | None]:
+        """The slot a call waits for, one set per model and event loop.
+
+        The embedded model keeps only the prompt it read last, so local calls are admitted grouped by prompt
+        prefix. Other models keep a plain FIFO semaphore: a remote server runs calls side by side and
+        caches prefixes on its own, so reordering there would only add waiting.
+        """
+        per_loop = self._limits.setdefault(asyncio.get_running_loop(), {})
+        limit = per_loop.get(request.model)
+        if limit is None:
+            local = request.model.startswith(LOCAL_PREFIX)
+            limit = per_loop[request.model] = PrefixScheduler(size) if local else asyncio.Semaphore(size)
+        if isinstance(limit, PrefixScheduler):
+            return limit.slot(request.prompt_text())
+        return limit
 
     def prepare(self, request: LLMRequest, resolved: ResolvedModel | None = None) -> LLMRequest:
         """Resolve an alias in ``request.model`` into the concrete model string and its settings."""
@@ -427,7 +448,9 @@ class Gateway:
         backend = self._backend(request.model)
         started = time.perf_counter()
         attempt = 0
-        async with self._limit(request.model, resolved.max_concurrency):
+        async with self._limit(request, resolved.max_concurrency) as admission:
+            if admission is not None and admission.reordered:
+                self.stats.reordered += 1
             while True:
                 attempt += 1
                 try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
 import json
 import os
 import sys
@@ -39,8 +40,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from agentforge.config import LOCAL_MODEL, LocalModelSettings, Settings, get_settings
 from agentforge.errors import AgentforgeError, ContextWindow, LLMError, ModelNotFound
+from agentforge.llm.prefix_cache import PrefixCache, PrefixState, common_prefix
 from agentforge.llm.weights import INSTALL_HINT, resolve_weights, weights_identity
 from agentforge.logs import get_logger
 
@@ -121,6 +125,7 @@ class LocalCompletion:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    reused_prompt_tokens: int = 0  # of prompt_tokens, those read from a live or saved prefix, not evaluated
 
 
 def _opt_float(value: Any) -> float | None:
@@ -210,7 +215,15 @@ class LocalModel:
     path: Path
     settings: LocalModelSettings
     load_seconds: float
+    prefixes: PrefixCache | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Counted by the prefix lookup llama-cpp-python makes before each generation (see _PrefixLookup).
+    _read: int = field(default=0, repr=False)
+    _reused: int = field(default=0, repr=False)
+
+    def note_prompt(self, tokens: int, reused: int) -> None:
+        self._read += tokens
+        self._reused += reused
 
     def complete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
         """Generate ``params.n`` answers (seeds seed, seed+1, ...). Blocks; holds the model lock."""
@@ -235,6 +248,7 @@ class LocalModel:
         prompt_tokens = completion_tokens = 0
         started = time.perf_counter()
         with self.lock:
+            self._read = self._reused = 0
             for i in range(params.n):
                 seed = params.seed + i if params.seed is not None else None
                 result = self._generate(chat, seed=seed, **kwargs)
@@ -244,8 +258,13 @@ class LocalModel:
                 usage = result["usage"]
                 prompt_tokens = usage["prompt_tokens"]  # the same prompt each time: count it once
                 completion_tokens += usage["completion_tokens"]
+            # prompt_tokens - reused is what the model evaluated over all n samples (sample i > 0 re-reads
+            # only the prompt's last token), so "processed" is the real work and the prompt is counted once.
+            evaluated = self._read - self._reused
+            reused = max(0, prompt_tokens - evaluated) if self._read else 0
         return LocalCompletion(texts=tuple(texts), finish_reasons=tuple(reasons), prompt_tokens=prompt_tokens,
-                               completion_tokens=completion_tokens, seconds=time.perf_counter() - started)
+                               completion_tokens=completion_tokens, seconds=time.perf_counter() - started,
+                               reused_prompt_tokens=reused)
 
     async def acomplete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
         return await asyncio.to_thread(self.complete, messages, params)
@@ -266,7 +285,7 @@ class LocalModel:
 
 
 _load_lock = threading.Lock()
-_models: dict[tuple[str, str, int, int, int], LocalModel] = {}
+_models: dict[tuple[Any, ...], LocalModel] = {}
 _resolved: dict[tuple[LocalModelSettings, Path], Path] = {}
 _loads = 0
 
@@ -287,7 +306,8 @@ def get_local_model(settings: Settings | None = None) -> LocalModel:
             _resolved[(local, settings.models_dir)] = path
         # The weights' identity is in the key, so a file replaced at the same path is loaded afresh: what
         # answers is always what the gateway's cache key names (llm.weights.weights_identity).
-        key = (str(path), weights_identity(local, settings.models_dir), local.n_threads, local.n_ctx, local.n_batch)
+        identity = weights_identity(local, settings.models_dir)
+        key = (str(path), identity, local, settings.kv_cache_dir)
         model = _models.get(key)
         if model is None:
             for stale in [k for k in _models if k[0] == key[0] and k[1] != key[1]]:  # the file was replaced
@@ -295,9 +315,99 @@ def get_local_model(settings: Settings | None = None) -> LocalModel:
                 with old.lock:
                     old.llama.close()
             model = _load(path, local)
+            model.prefixes = _prefix_cache(local, settings.kv_cache_dir, identity)
+            if model.prefixes is not None:
+                model.llama.set_cache(_PrefixLookup(model))  # type: ignore[arg-type]  # duck-typed cache
             _models[key] = model
             _loads += 1
         return model
+
+
+def _prefix_cache(local: LocalModelSettings, root: Path, identity: str) -> PrefixCache | None:
+    if local.prefix_cache_mb == 0:
+        return None
+    import llama_cpp
+
+    # A saved state is only valid for the weights and the llama.cpp build that made it.
+    folder = root / f"{identity[:16]}-llama{llama_cpp.__version__}"
+    return PrefixCache(budget_bytes=local.prefix_cache_mb << 20, directory=folder if local.prefix_disk_mb else None,
+                       disk_budget_bytes=local.prefix_disk_mb << 20)
+
+
+class _PrefixLookup:
+    """What llama-cpp-python calls its cache: asked for the best saved state before each generation (it restores
+    it when that beats what the context holds) and given the context's state after."""
+
+    def __init__(self, model: LocalModel) -> None:
+        self.model = model
+
+    def __bool__(self) -> bool:  # consulted even while empty
+        return True
+
+    def __getitem__(self, tokens: Sequence[int]) -> PrefixState:
+        model = self.model
+        wanted = np.asarray(tokens, dtype=np.int32)
+        live = common_prefix(np.asarray(model.llama._input_ids, dtype=np.int32), wanted)
+        assert model.prefixes is not None
+        found = model.prefixes.longest(wanted, better_than=live)
+        shared = max(live, found[1] if found else 0)
+        model.note_prompt(len(wanted), min(shared, len(wanted) - 1))  # the last token is always read again
+        if found is None:
+            raise KeyError("no saved prefix longer than the live one")
+        return found[0]
+
+    def __contains__(self, tokens: Sequence[int]) -> bool:
+        return False
+
+    def __setitem__(self, tokens: Sequence[int], state: PrefixState) -> None:
+        assert self.model.prefixes is not None
+        self.model.prefixes.put(state)
+
+
+def capture_state(llama: Llama) -> PrefixState:
+    """Sequence 0's KV cache and the tokens it holds (what ``Llama.save_state`` would save, without the
+    logits buffer it also copies: about 150 MB for this vocabulary)."""
+    low = _import_llama_cpp().llama_cpp
+    ctx = llama._ctx.ctx
+    size = low.llama_state_seq_get_size(ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    written = low.llama_state_seq_get_data(ctx, buffer, size, 0)
+    return PrefixState(tokens=np.array(llama._input_ids, dtype=np.int32), kv=ctypes.string_at(buffer, written))
+
+
+def restore_state(llama: Llama, state: PrefixState) -> bool:
+    """Put ``state`` in sequence 0 and tell llama-cpp-python which tokens it holds; on failure the context is
+    emptied (the call then reads the whole prompt) and False returned."""
+    low = _import_llama_cpp().llama_cpp
+    ctx = llama._ctx.ctx
+    llama._ctx.kv_cache_seq_rm(0, 0, -1)
+    source = ctypes.cast(ctypes.c_char_p(state.kv), ctypes.POINTER(ctypes.c_uint8))
+    if low.llama_state_seq_set_data(ctx, source, len(state.kv), 0) != len(state.kv):
+        log.warning("local.prefix_restore_failed", tokens=len(state.tokens))
+        llama._ctx.kv_cache_seq_rm(0, 0, -1)
+        llama.n_tokens = 0
+        return False
+    n = len(state.tokens)
+    llama.input_ids[:n] = state.tokens
+    llama.n_tokens = n
+    llama._requires_eval = True  # the logits are not restored: the next generation re-reads a token
+    return True
+
+
+@lru_cache(maxsize=1)
+def _prefix_llama_class() -> type:
+    llama_cpp = _import_llama_cpp()
+
+    class PrefixLlama(llama_cpp.Llama):  # type: ignore[misc,name-defined]
+        """``Llama`` whose cache states are sequence KV states (``PrefixState``)."""
+
+        def save_state(self) -> PrefixState:  # type: ignore[override]
+            return capture_state(self)
+
+        def load_state(self, state: PrefixState) -> None:  # type: ignore[override]
+            restore_state(self, state)
+
+    return PrefixLlama
 
 
 def _load(path: Path, local: LocalModelSettings) -> LocalModel:
@@ -308,6 +418,7 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
     # Llama() takes no argument for it, so its default model parameters are swapped while it loads.
     low_level = getattr(llama_cpp, "llama_cpp", llama_cpp)  # the ctypes module Llama() reads its defaults from
     defaults = low_level.llama_model_default_params
+    context_defaults = low_level.llama_context_default_params
 
     def _no_extra_buffers() -> Any:
         params = defaults()
@@ -315,9 +426,19 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
             params.use_extra_bufts = False
         return params
 
+    def _parallel_sequences() -> Any:
+        # Several sequences over one unified KV cache: the n answers of one prompt decode together
+        # (llm.batched), sharing the prompt's cells instead of copying them.
+        params = context_defaults()
+        params.n_seq_max = local.n_seq_max
+        if hasattr(params, "kv_unified"):
+            params.kv_unified = True
+        return params
+
     try:
         low_level.llama_model_default_params = _no_extra_buffers
-        llama = llama_cpp.Llama(
+        low_level.llama_context_default_params = _parallel_sequences
+        llama = _prefix_llama_class()(
             model_path=str(path),
             n_ctx=local.n_ctx,
             n_batch=local.n_batch,
@@ -330,6 +451,7 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
                             path=str(path)) from exc
     finally:
         low_level.llama_model_default_params = defaults
+        low_level.llama_context_default_params = context_defaults
     seconds = time.perf_counter() - started
     # Free it before interpreter teardown: llama.cpp's __del__ fails noisily once modules are gone.
     atexit.register(unload_local_models)
@@ -376,6 +498,7 @@ def _fill_response(model_response: Any, name: str, result: LocalCompletion) -> A
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         total_tokens=result.prompt_tokens + result.completion_tokens,
+        prompt_tokens_details={"cached_tokens": result.reused_prompt_tokens},
     )
     model_response.model = f"{PROVIDER}/{name}"
     model_response.created = int(time.time())

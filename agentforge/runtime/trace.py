@@ -18,6 +18,7 @@ class LLMCall(BaseModel):
     texts: list[str]
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reused_prompt_tokens: int = Field(default=0, description="Of prompt_tokens, those read from a prefix cache.")
     cost: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
@@ -31,6 +32,7 @@ class LLMCall(BaseModel):
             texts=list(response.texts),
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=response.usage.completion_tokens,
+            reused_prompt_tokens=response.usage.reused_prompt_tokens,
             cost=response.cost,
             latency_s=response.latency_s,
             cached=response.cached,
@@ -61,10 +63,16 @@ class NodeTrace(BaseModel):
 
     # Fresh (spent) usage and cached usage are kept apart: a cache hit costs nothing, so its tokens are
     # not spend. ``prompt_tokens``, ``completion_tokens`` and ``cost`` are fresh; ``cached_*`` are the hits'.
+    # ``reused_prompt_tokens`` is the part of the fresh prompt tokens a prefix cache spared the model.
     @property
     def prompt_tokens(self) -> int:
         return (sum(c.prompt_tokens for c in self.llm_calls if not c.cached)
                 + sum(c.prompt_tokens for c in self.children))
+
+    @property
+    def reused_prompt_tokens(self) -> int:
+        return (sum(c.reused_prompt_tokens for c in self.llm_calls if not c.cached)
+                + sum(c.reused_prompt_tokens for c in self.children))
 
     @property
     def completion_tokens(self) -> int:
@@ -117,6 +125,11 @@ class Trace(BaseModel):
         return sum(n.prompt_tokens for n in self.nodes)
 
     @property
+    def reused_prompt_tokens(self) -> int:
+        """Of the fresh prompt tokens, those read from a prefix cache rather than evaluated."""
+        return sum(n.reused_prompt_tokens for n in self.nodes)
+
+    @property
     def completion_tokens(self) -> int:
         return sum(n.completion_tokens for n in self.nodes)
 
@@ -155,6 +168,7 @@ class Trace(BaseModel):
             "cached_calls": self.cached_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "reused_prompt_tokens": self.reused_prompt_tokens,
             "cached_prompt_tokens": self.cached_prompt_tokens,
             "cached_completion_tokens": self.cached_completion_tokens,
             "cost": self.cost,

@@ -149,3 +149,26 @@ def test_assembled_file_is_the_pinned_model() -> None:
     path = resolve_weights(DEFAULTS.local, DEFAULTS.models_dir)
     assert path.stat().st_size == GGUF_SIZE
     assert sha256_file(path) == GGUF_SHA256
+
+
+async def test_a_shared_system_prompt_is_reported_as_reused_through_the_gateway() -> None:
+    from agentforge.llm.base import LLMRequest, Message
+    from agentforge.llm.gateway import Gateway
+
+    system = " ".join(f"Rule {i}: answer questions about topic number {i} briefly and politely." for i in range(25))
+    system_tokens = len(get_local_model(DEFAULTS).llama.tokenize(system.encode(), add_bos=False))
+    assert system_tokens >= 250
+    gateway = Gateway(DEFAULTS)
+
+    def request(question: str) -> LLMRequest:
+        return LLMRequest(model=LOCAL_MODEL, messages=(Message(role="system", content=system),
+                                                       Message(role="user", content=question)),
+                          max_tokens=4, cache=False)
+
+    first = await gateway.acomplete(request("What is the capital of France?"))
+    second = await gateway.acomplete(request("How many legs does a spider have?"))
+    assert not first.cached and not second.cached
+    assert second.usage.prompt_tokens > system_tokens
+    assert second.usage.reused_prompt_tokens >= system_tokens - 5
+    assert second.usage.reused_prompt_tokens < second.usage.prompt_tokens  # the new question was evaluated
+    assert gateway.stats.reused_prompt_tokens >= second.usage.reused_prompt_tokens
