@@ -228,7 +228,14 @@ class LocalModel:
     def complete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
         """Generate ``params.n`` answers (seeds seed, seed+1, ...). Blocks; holds the model lock."""
         chat = _chat_messages(messages)
+        if params.json_mode and params.json_schema is not None:
+            _check_schema_grammar(json.dumps(params.json_schema, sort_keys=True))
+        if params.n > 1:
+            with self.lock:
+                return self._complete_together(chat, params)
         kwargs: dict[str, Any] = dict(params.extra)
+        if "top_k" in kwargs:
+            kwargs["top_k"] = int(kwargs["top_k"])  # llama.cpp's sampler takes an int (a float fails in ctypes)
         if params.temperature is not None:
             kwargs["temperature"] = params.temperature
         if params.top_p is not None:
@@ -240,8 +247,6 @@ class LocalModel:
         if params.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
             if params.json_schema is not None:
-                schema_json = json.dumps(params.json_schema, sort_keys=True)
-                _check_schema_grammar(schema_json)
                 kwargs["response_format"]["schema"] = params.json_schema
         texts: list[str] = []
         reasons: list[str] = []
@@ -266,20 +271,45 @@ class LocalModel:
                                completion_tokens=completion_tokens, seconds=time.perf_counter() - started,
                                reused_prompt_tokens=reused)
 
+    def _complete_together(self, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion:
+        """``n`` answers decoded together from one reading of the prompt (``llm.batched``), starting from the
+        best saved prefix, whose state is saved again after. Holds the lock (the caller took it)."""
+        from agentforge.llm import batched
+
+        prompt = batched.chat_prompt(self.llama, chat, params.stop)
+        if prompt is not None and self.prefixes is not None:
+            try:
+                restore = _PrefixLookup(self)[prompt.tokens]
+            except KeyError:
+                pass
+            else:
+                restore_state(self.llama, restore)
+        try:
+            result = batched.complete_parallel(self.llama, chat, params)
+        except ValueError as exc:
+            raise self._failure(exc) from exc
+        except RuntimeError as exc:
+            raise LLMError(f"the local model failed: {exc}", model=LOCAL_MODEL) from exc
+        if prompt is not None and self.prefixes is not None and self.llama.n_tokens:
+            self.prefixes.put(capture_state(self.llama))
+        return result
+
     async def acomplete(self, messages: Sequence[Any], params: GenerationParams) -> LocalCompletion:
         return await asyncio.to_thread(self.complete, messages, params)
+
+    def _failure(self, exc: ValueError) -> LLMError:
+        text = str(exc)
+        if "exceed context window" in text:
+            return ContextWindow(
+                f"the prompt does not fit the local model's context: {text}. Shorten the prompt or "
+                "raise local.n_ctx", model=LOCAL_MODEL, n_ctx=self.settings.n_ctx)
+        return LLMError(f"the local model failed: {text}", model=LOCAL_MODEL)
 
     def _generate(self, chat: list[dict[str, str]], **kwargs: Any) -> Any:
         try:
             return self.llama.create_chat_completion(messages=chat, **kwargs)
         except ValueError as exc:
-            text = str(exc)
-            if "exceed context window" in text:
-                raise ContextWindow(
-                    f"the prompt does not fit the local model's context: {text}. Shorten the prompt or "
-                    "raise local.n_ctx", model=LOCAL_MODEL, n_ctx=self.settings.n_ctx,
-                ) from exc
-            raise LLMError(f"the local model failed: {text}", model=LOCAL_MODEL) from exc
+            raise self._failure(exc) from exc
         except RuntimeError as exc:
             raise LLMError(f"the local model failed: {exc}", model=LOCAL_MODEL) from exc
 

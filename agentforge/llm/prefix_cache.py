@@ -154,6 +154,9 @@ class PrefixCache:
             oldest = next(iter(self._states))
             self._drop(oldest)
             self.stats.evicted += 1
+            if self.stats.evicted in (1, 10) or self.stats.evicted % 100 == 0:  # reported, not per eviction
+                log.info("prefix_cache.evicting", budget_mb=self.budget_bytes >> 20, kept=len(self._states),
+                         **self.stats.as_dict())
         self.stats.entries = len(self._states)
 
     def _drop(self, key: str) -> None:

@@ -117,3 +117,19 @@ def test_interleaved_calls_of_two_workflows_stay_correct_under_concurrency(
     answers = asyncio.run(both())
     assert answers == [fresh_answers[p] for p in chosen]
     assert gateway.stats.reordered > 0  # queued calls were regrouped by family, and still answered their callers
+
+
+def test_n_answers_decoded_together_start_from_a_saved_prefix(tmp_path: Path) -> None:
+    model = get_local_model(settings(tmp_path / "n"))
+    assert model.prefixes is not None
+    model.complete(chat("shop", QUESTIONS["shop"][0]), GREEDY)
+    model.complete(chat("zoo", QUESTIONS["zoo"][0]), GREEDY)  # the context now holds another family
+    hits = model.prefixes.stats.memory_hits
+    result = model.complete(chat("shop", QUESTIONS["shop"][1]),
+                            GenerationParams(temperature=0.8, max_tokens=6, n=3, seed=7))
+    assert len(result.texts) == 3
+    assert model.prefixes.stats.memory_hits == hits + 1
+    assert result.reused_prompt_tokens > 0.7 * result.prompt_tokens
+    # and the state it leaves (the prompt) serves the next call of the family
+    after = model.complete(chat("shop", QUESTIONS["shop"][2]), GREEDY)
+    assert after.reused_prompt_tokens > 0.7 * after.prompt_tokens
