@@ -15,20 +15,16 @@ $(BIN)/python:
 
 # The `local` extra builds llama-cpp-python from source the first time (7-10 min on 2 cores).
 # `viz` is matplotlib, for `agentforge graph --format png|svg`.
-setup: $(BIN)/python sandbox-deps
-	$(call install,local$(comma)viz)
-
-setup-dev: $(BIN)/python sandbox-deps
-	$(call install,local$(comma)viz$(comma)dev)
-
 # Editable, as a plain path entry ("compat" mode): the default editable finder costs ~20 ms of imports at
 # every interpreter start, a window in which Ctrl-C gets Python's own traceback before `agentforge` can
 # answer it. Falls back to the default mode where a setuptools no longer offers "compat".
-comma := ,
-define install
-$(BIN)/python -m pip install --quiet -e '.[$(1)]' --config-settings editable_mode=compat 2>/dev/null || \
-	$(BIN)/python -m pip install --quiet -e '.[$(1)]'
-endef
+COMPAT := --config-settings editable_mode=compat
+
+setup: $(BIN)/python sandbox-deps
+	$(BIN)/python -m pip install --quiet -e '.[local,viz]' $(COMPAT) 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[local,viz]'
+
+setup-dev: $(BIN)/python sandbox-deps
+	$(BIN)/python -m pip install --quiet -e '.[local,viz,dev]' $(COMPAT) 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[local,viz,dev]'
 
 demo: setup
 	$(BIN)/agentforge run workflows/math_code.yaml --input problem="$(DEMO_PROBLEM)"

@@ -182,6 +182,9 @@ def test_a_file_replaced_in_the_same_process_is_loaded_afresh(
         def close(self) -> None:
             closed.append(self.weights)
 
+        def set_cache(self, cache: object) -> None:  # where the saved-prefix store attaches
+            self.cache = cache
+
     def fake_load(path: Path, settings: LocalModelSettings) -> local.LocalModel:
         loaded.append(path.read_bytes())
         return local.LocalModel(llama=FakeLlama(path.read_bytes()), path=path, settings=settings,  # type: ignore[arg-type]
