@@ -38,7 +38,10 @@ class LocalModelSettings(BaseModel):
 
     path: Path | None = Field(default=None, description="Use this GGUF instead of the pinned packages.")
     sha256: str | None = Field(default=None, description="Expected hash of `path`; checked when given.")
-    n_threads: int = Field(default=1, ge=1, description="1 is robust when other processes are busy.")
+    n_threads: int | None = Field(
+        default=None, ge=1,
+        description="llama.cpp threads. None: the usable cores, at most 2 (see llm.local.default_threads); "
+                    "the process executor gives each worker its share.")
     n_ctx: int = Field(default=4096, ge=512)
     n_batch: int = Field(default=256, ge=8)
     n_seq_max: int = Field(default=8, ge=1, le=64,

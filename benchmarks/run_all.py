@@ -217,6 +217,157 @@ def startup_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+_CASE_LABELS = {
+    "two_node_ideal": "2-node, same-prefix ideal (all node-1 calls, then all node-2 calls)",
+    "two_node_c1": "2-node, concurrency 1",
+    "two_node_c4": "2-node, concurrency 4",
+    "two_node_c8": "2-node, concurrency 8",
+    "two_node_c1_prefix_off": "2-node, concurrency 1, saved prefixes off (before)",
+    "demos8_prefix_on": "1 node, 8 demos, saved prefixes on",
+    "demos8_prefix_off": "1 node, 8 demos, saved prefixes off",
+    "candidates_sequential": "2 candidates, one after the other",
+    "candidates_concurrent": "2 candidates, concurrently in one process",
+    "sampling_n1": "self-consistency node, n=1",
+    "sampling_n5": "self-consistency node, n=5",
+}
+_FIRST_CALL_LABELS = {
+    ("first_call_cold", "first_call"): "first call, fresh home (cold)",
+    ("first_call_cold", "reused_call"): "second call, same prefix (reused)",
+    ("first_call_warm", "first_call"): "first call of a second process, disk warmed",
+    ("first_call_warm", "first_call_after_reload"): "first call after unload + reload in that process",
+}
+_GOAL_LABELS = {
+    "two_node_c1_over_ideal": "2-node workflow at concurrency 1 / same-prefix ideal",
+    "two_candidates_concurrent_over_sequential": "two candidates concurrently / one after the other",
+    "n5_over_n1": "`n=5` / `n=1`",
+    "warm_first_call_over_reused_call": "a re-run's first call / a reused-prefix call",
+}
+
+
+def _local_cases(data: dict[str, Any]) -> list[str]:
+    cases, ratios, goals = data.get("cases") or {}, data.get("ratios") or {}, data.get("goals") or {}
+    cs = data.get("case_settings") or {}
+    lines = [
+        "### Issue-14 cases through the engine",
+        "",
+        f"Workflows evaluated with `aevaluate` on {data.get('tasks')} generated arithmetic tasks (the n=5 case on "
+        f"{cs.get('sampling_tasks', '?')}), response cache off. Each row ran in its own process with its own "
+        "`settings.home`, so no row warmed another's saved prefixes (the second-process first call reuses the "
+        "cold row's home on purpose). Each 2-node node sends about 450 prompt tokens (instruction and demos, "
+        f"distinct per node) and answers in at most {cs.get('max_tokens', '?')} tokens; candidates and the "
+        f"8-demo node run at concurrency {cs.get('candidate_concurrency', '?')}; the n=5 node samples at "
+        f"temperature {cs.get('sampling_temperature', '?')}, up to {cs.get('sampling_max_tokens', '?')} tokens.",
+        "*reused*: prompt tokens the report says were read from a kept prefix; *llama.cpp evaluated*: prompt "
+        "tokens llama.cpp's own counters saw evaluated (batched decoding of n answers counts there too); "
+        "*model busy*: llama.cpp's prompt and generation time / wall; *of raw limit*: the time the raw model "
+        "(1 thread, idle) needs for the evaluated and generated tokens / wall.",
+    ]
+    if data.get("quick"):
+        lines += ["", "**A `--quick` dry run: too few tasks for the ratios to mean much.**"]
+    lines.append("")
+    rows = []
+    for name, r in cases.items():
+        if name in ("first_call_cold", "first_call_warm"):
+            continue
+        label = _CASE_LABELS.get(name, name)
+        if "error" in r:
+            rows.append([label, f"error: {r['error']}", *[""] * 10])
+            continue
+        rows.append([label, str(r.get("tasks")), str(r.get("llm_calls")), _num(r.get("wall_s"), ".1f"),
+                     _num(r.get("tasks_per_s"), ".3f"), _num(r.get("s_per_call"), ".3f"),
+                     _num(r.get("prompt_tokens"), "d"),
+                     _num(r.get("reused_prompt_tokens"), "d"), _num(r.get("llama_prompt_tokens_evaluated"), "d"),
+                     _num(r.get("model_busy_frac"), ".2f"), _num(r.get("of_raw_limit"), ".2f"), str(r.get("errors"))])
+    lines += _table(["case", "tasks", "LLM calls", "wall s", "tasks/s", "s/call", "prompt tokens", "reused",
+                     "llama.cpp evaluated", "model busy", "of raw limit", "errors"], rows)
+    first_rows = []
+    for (name, part), label in _FIRST_CALL_LABELS.items():
+        r = (cases.get(name) or {}).get(part)
+        if r:
+            first_rows.append([label, _num(r.get("wall_s"), ".3f"), _num(r.get("prompt_tokens"), "d"),
+                               _num(r.get("reused_prompt_tokens"), "d"),
+                               _num(r.get("llama_prompt_tokens_evaluated"), "d")])
+        elif "error" in (cases.get(name) or {}):
+            first_rows.append([label, f"error: {cases[name]['error']}", "", "", ""])
+    if first_rows:
+        lines += ["", "Warm start (the 8-demo node, one task per call):", ""]
+        lines += _table(["call", "seconds", "prompt tokens", "reused", "llama.cpp evaluated"], first_rows)
+    if goals:
+        lines += ["", "Goals (issue 14):", ""]
+        lines += _table(["goal", "target", "measured", "result"],
+                        [[_GOAL_LABELS.get(k, k), f"≤ {g['target']}x", f"{_num(g['value'], '.2f')}x",
+                          _verdict(bool(g["pass"]))] for k, g in goals.items()])
+    extra = [("2-node at concurrency 4 / ideal", "two_node_c4_over_ideal"),
+             ("2-node at concurrency 8 / ideal", "two_node_c8_over_ideal"),
+             ("2-node at concurrency 1 with saved prefixes off / ideal", "two_node_c1_prefix_off_over_ideal"),
+             ("8-demo node, saved prefixes off / on", "demos8_prefix_off_over_on"),
+             ("cold first call / reused-prefix call", "cold_first_call_over_reused_call")]
+    shown = [f"- {label}: {_num(ratios.get(key), '.2f')}x" for label, key in extra if ratios.get(key) is not None]
+    same = ratios.get("greedy_answers_same_with_prefixes_off")
+    if same is not None:
+        shown.append(f"- Greedy answers of the 2-node workflow identical with saved prefixes on and off: "
+                     f"{'yes' if same else '**no**'}")
+    if shown:
+        lines += ["", *shown]
+    return lines
+
+
+_DEFAULTS_LABELS = {
+    "inline_1t": "inline (asyncio), 1 thread, PASSIVE (the default before issue 14)",
+    "inline_2t_passive": "inline, 2 threads, PASSIVE",
+    "inline_2t_active": "inline, 2 threads, ACTIVE",
+    "processes_2x1t": "process executor, 2 workers x 1 thread, PASSIVE",
+}
+
+
+def _local_defaults(d: dict[str, Any]) -> list[str]:
+    """The thread / wait-policy / worker-count rows and the recommendation drawn from them."""
+    arms, rec = d.get("arms") or {}, d.get("recommended") or {}
+    lines = [
+        "### Defaults: threads, wait policy, worker processes",
+        "",
+        f"The 2-node workflow on {d.get('tasks')} tasks at concurrency {d.get('concurrency')}, saved prefixes on, "
+        "response cache off. Each row in its own process and fresh home, one round; each configuration idle "
+        "and then beside a busy loop pinned to the last core (*competitor*). Model load, worker start and a "
+        "warm-up evaluation stay outside the timing. *x 1 thread*: tasks/s over the 1-thread inline idle figure. "
+        "*other CPU*: cores used by unrelated processes meanwhile. Re-measure alone with "
+        "`.venv/bin/python benchmarks/bench_local_model.py --only defaults`.",
+    ]
+    if d.get("quick"):
+        lines += ["", "**A `--quick` dry run: too few tasks for the figures to mean much.**"]
+    lines.append("")
+    rows = []
+    for name, r in arms.items():
+        base = name.removesuffix("_busy")
+        label = _DEFAULTS_LABELS.get(base, base)
+        competitor = "yes" if r.get("competitor") else "no"
+        if "error" in r:
+            rows.append([label, competitor, f"error: {r['error']}", *[""] * 7])
+            continue
+        rows.append([label, competitor, str(r.get("omp_wait_policy")), _num(r.get("wall_s"), ".1f"),
+                     _num(r.get("tasks_per_s"), ".3f"), _num(r.get("over_inline_1t"), ".2f"),
+                     _num(r.get("s_per_call"), ".3f"), _num(r.get("reused_prompt_tokens"), "d"),
+                     _num(r.get("other_cpu_frac"), ".2f"), str(r.get("errors"))])
+    lines += _table(["configuration", "competitor", "wait policy (seen)", "wall s", "tasks/s", "x 1 thread",
+                     "s/call", "reused", "other CPU", "errors"], rows)
+    if rec:
+        held = ", ".join(rec.get("held_under_load") or []) or "none"
+        collapsed = ", ".join(rec.get("collapsed_under_load") or []) or "none"
+        lines += ["", f"**Recommended: {_DEFAULTS_LABELS.get(rec.get('config', ''), rec.get('config'))}** "
+                      f"({_num(rec.get('idle_tasks_per_s'), '.3f')} tasks/s idle, "
+                      f"{_num(rec.get('idle_over_inline_1t'), '.2f')}x the 1-thread default; "
+                      f"{_num(rec.get('busy_over_inline_1t_busy'), '.2f')}x the 1-thread default beside the "
+                      f"competitor): {rec.get('why')}. Held under load (>= {d.get('holds_under_load_share')} of "
+                      "the 1-thread figure, both beside the competitor): "
+                      f"{held}; collapsed: {collapsed}."]
+    lines += ["", "**Set from these figures:** `local.n_threads` defaults to the usable cores, at most 2, with "
+                  "`OMP_WAIT_POLICY=PASSIVE` (inline, 2 threads: 1.60x idle, and no collapse beside the "
+                  "competitor), and the process executor gives each worker its share of the cores (2 workers x "
+                  "1 thread here, the recommended row). The inline executor stays `agentforge eval`'s default: "
+                  "one process, one model in memory, and within 5% of the recommended row idle."]
+    return lines
+
+
 def local_model_section(data: dict[str, Any] | None) -> list[str]:
     lines = ["## Local model (Qwen2.5-Coder-0.5B via llama.cpp)", ""]
     if data is None:
@@ -242,8 +393,17 @@ def local_model_section(data: dict[str, Any] | None) -> list[str]:
                      _num(r.get("prompt_tokens_per_s"), ".1f"), _num(r.get("gen_tokens_per_s"), ".1f"),
                      _num(r.get("short_answer_s"), ".3f"), _num(r.get("peak_rss_mb"), "d"),
                      _num(r.get("other_cpu_frac"), ".2f")])
-    lines += _table(["n_threads", "load", "wait policy", "load s", "prompt tok/s", "gen tok/s",
-                     "short answer s", "peak RSS MB", "other CPU (cores)"], rows)
+    if rows:
+        lines += _table(["n_threads", "load", "wait policy", "load s", "prompt tok/s", "gen tok/s",
+                         "short answer s", "peak RSS MB", "other CPU (cores)"], rows)
+    else:
+        lines.append("No raw-limit figures in this results file.")
+    if data.get("cases"):
+        lines += ["", *_local_cases(data)]
+    if data.get("defaults"):
+        lines += ["", *_local_defaults(data["defaults"])]
+    if machine.get("code_fingerprint"):
+        lines += ["", _machine(machine)]
     return [*lines, ""]
 
 
@@ -412,8 +572,8 @@ def render_readme() -> str:
         "| `results/engine_overhead.json` |",
         "| `bench_startup.py` | `import agentforge`, `--help`, `validate` on 50 nodes, heavy imports "
         "| `results/startup.json` |",
-        "| `bench_local_model.py` | local model load, prompt/generation speed, threads and wait policy "
-        "under load "
+        "| `bench_local_model.py` | local model: raw prompt/generation speed, threads and wait policy under "
+        "load; the issue-14 cases (prefix reuse, 2-node workflow vs its ideal, concurrent candidates, n=5, warm start) "
         "| `results/local_model.json` |",
         "| `bench_env_server.py` | steps/s of the environment server over loopback HTTP, 32 sessions "
         "| `results/env_server.json` |",

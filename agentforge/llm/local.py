@@ -8,15 +8,16 @@ One ``Llama`` per (file, its weights' sha256, threads, context, batch) is loaded
 llama.cpp is not thread-safe, so each model has a lock, and async callers generate in a worker thread so
 the event loop stays free.
 
-Threads (measured on 2 cores by benchmarks/bench_local_model.py): llama.cpp's OpenMP threads spin while
-waiting for each other, so with two threads any other busy process on the second core halves their speed
-or worse (down to ~1 token/s). One thread holds ~30 tokens/s generation and ~128 tokens/s prompt
-processing with or without a competitor, so ``local.n_threads`` defaults to 1 and prompt processing uses
-the same count (llama-cpp-python would take every core). Unless the user chose a policy,
-``OMP_WAIT_POLICY=PASSIVE`` is set before llama_cpp is first imported (libgomp reads it once, at load):
-it changes nothing for one thread, and keeps a raised thread count at one-thread speed under load instead
-of collapsing. On a dedicated machine, ``OMP_WAIT_POLICY=ACTIVE`` with ``n_threads=2`` is fastest
-(~240 prompt, ~43 generation tokens/s).
+Threads (measured on 2 cores by benchmarks/bench_local_model.py, results in benchmarks/README.md):
+llama.cpp's OpenMP threads spin while waiting for each other, so with libgomp's default wait policy two
+threads collapse when another process is busy on the second core (generation 24.5 -> 7.8 tokens/s).
+Unless the user chose a policy, ``OMP_WAIT_POLICY=PASSIVE`` is set before llama_cpp is first imported
+(libgomp reads it once, at load): with it two threads do not collapse under load (11.3 tokens/s against
+one thread's 13.1) and are 1.5x faster when the machine is free. Through the engine, with saved prefixes,
+an evaluation of a 2-node workflow ran 1.60x faster on two PASSIVE threads than on one, and 1.09x faster
+beside a busy loop; two worker processes of one thread each ran 1.67x (1.10x busy). So ``local.n_threads``
+defaults to the usable cores, at most 2 (the configuration measured), and the process executor gives each
+worker its share. Prompt processing uses the same count (llama-cpp-python would take every core).
 
 Errors raised here are agentforge errors. litellm wraps whatever a custom handler raises (usually into
 ``litellm.APIConnectionError``) and keeps ours only on the exception chain: ``find_agentforge_error``
@@ -314,6 +315,21 @@ class LocalModel:
             raise LLMError(f"the local model failed: {exc}", model=LOCAL_MODEL) from exc
 
 
+MAX_DEFAULT_THREADS = 2
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """llama.cpp's thread count when ``local.n_threads`` is unset: the usable cores, at most 2."""
+    return max(1, min(usable_cores(), MAX_DEFAULT_THREADS))
+
+
 _load_lock = threading.Lock()
 _models: dict[tuple[Any, ...], LocalModel] = {}
 _resolved: dict[tuple[LocalModelSettings, Path], Path] = {}
@@ -442,6 +458,7 @@ def _prefix_llama_class() -> type:
 
 def _load(path: Path, local: LocalModelSettings) -> LocalModel:
     llama_cpp = _import_llama_cpp()
+    threads = local.n_threads or default_threads()
     started = time.perf_counter()
     # No extra (repacked) weight buffers: a natively built ggml uses AMX tiles when the CPU advertises them,
     # and in some VMs (this project's CI machine) the CPU advertises AMX but traps on it (SIGILL, no message).
@@ -472,8 +489,8 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
             model_path=str(path),
             n_ctx=local.n_ctx,
             n_batch=local.n_batch,
-            n_threads=local.n_threads,
-            n_threads_batch=local.n_threads,  # llama-cpp-python's default is every core: the spin trap again
+            n_threads=threads,
+            n_threads_batch=threads,  # llama-cpp-python's default is every core: the spin trap again
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
@@ -485,7 +502,7 @@ def _load(path: Path, local: LocalModelSettings) -> LocalModel:
     seconds = time.perf_counter() - started
     # Free it before interpreter teardown: llama.cpp's __del__ fails noisily once modules are gone.
     atexit.register(unload_local_models)
-    log.info("local.model_loaded", path=str(path), seconds=round(seconds, 3), n_threads=local.n_threads,
+    log.info("local.model_loaded", path=str(path), seconds=round(seconds, 3), n_threads=threads,
              n_ctx=local.n_ctx, omp_wait_policy=os.environ.get(_WAIT_POLICY_ENV))
     return LocalModel(llama=llama, path=path, settings=local, load_seconds=seconds)
 

@@ -61,6 +61,18 @@ class _Worker:
         return True
 
 
+def _threads_shared(job: EvalJob, workers: int) -> EvalJob:
+    """Unless the settings name a thread count, each worker's local model gets its share of the cores (two
+    workers of one thread each on two cores), not the whole-machine default each."""
+    local = dict(job.settings.get("local") or {})
+    if local.get("n_threads") is not None:
+        return job
+    from agentforge.llm.local import usable_cores
+
+    local["n_threads"] = max(1, usable_cores() // workers)
+    return job.model_copy(update={"settings": {**job.settings, "local": local}})
+
+
 class ProcessExecutor:
     """Episodes fanned out over persistent worker processes on this machine, so an evaluation uses
     every core (one process caps out on litellm's per-call CPU cost at high concurrency).
@@ -150,6 +162,7 @@ class ProcessExecutor:
         failure: str | None = None
         for index, worker in enumerate(workers):
             loop.add_reader(worker.replies.fileno(), _read, worker.replies, inbox, index)
+        job = _threads_shared(job, len(workers))
         try:
             for worker in workers:
                 worker.send(("job", job))
