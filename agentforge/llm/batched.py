@@ -157,8 +157,9 @@ def batch_width(llama: Llama, n: int, prompt_len: int, max_tokens: int) -> int:
     return max(1, min(n, int(params.n_seq_max), fits))
 
 
-def complete_parallel(llama: Llama, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion:
-    """``params.n`` answers to ``chat`` (seeds seed, seed+1, ...) from one prompt evaluation, decoded together.
+def complete_parallel(llama: Llama, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion | None:
+    """``params.n`` answers to ``chat`` (seeds seed, seed+1, ...) from one prompt evaluation, decoded together;
+    None when ``llama`` formats chats otherwise than with its GGUF's template (see ``chat_prompt``).
 
     Raises ValueError("... exceed context window ...") when the prompt does not fit, RuntimeError when
     llama.cpp fails, as ``create_chat_completion`` does.
@@ -168,8 +169,7 @@ def complete_parallel(llama: Llama, chat: list[dict[str, str]], params: Generati
     started = time.perf_counter()
     prompt = chat_prompt(llama, chat, params.stop)
     if prompt is None:
-        log.debug("local.batched_unsupported_chat_format", chat_format=llama.chat_format, n=params.n)
-        return _one_by_one(llama, chat, params, started)
+        return None
     n_ctx = llama.n_ctx()
     prompt_len = len(prompt.tokens)
     if prompt_len >= n_ctx:
@@ -355,36 +355,3 @@ def _formatter(template: str, eos: str, bos: str, eos_id: int) -> Jinja2ChatForm
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id])
-
-
-def _one_by_one(llama: Llama, chat: list[dict[str, str]], params: GenerationParams,
-                started: float) -> LocalCompletion:
-    """``create_chat_completion`` n times, for chat formats this module cannot reproduce."""
-    from agentforge.llm.local import LocalCompletion
-
-    kwargs: dict[str, Any] = dict(params.extra)
-    if params.temperature is not None:
-        kwargs["temperature"] = params.temperature
-    if params.top_p is not None:
-        kwargs["top_p"] = params.top_p
-    if params.max_tokens is not None:
-        kwargs["max_tokens"] = params.max_tokens
-    if params.stop:
-        kwargs["stop"] = list(params.stop)
-    if params.json_mode:
-        kwargs["response_format"] = {"type": "json_object"}
-        if params.json_schema is not None:
-            kwargs["response_format"]["schema"] = params.json_schema
-    texts: list[str] = []
-    reasons: list[str] = []
-    prompt_tokens = completion_tokens = 0
-    for i in range(params.n):
-        seed = params.seed + i if params.seed is not None else None
-        result: Any = llama.create_chat_completion(messages=chat, seed=seed, **kwargs)
-        choice = result["choices"][0]
-        texts.append(choice["message"]["content"] or "")
-        reasons.append(choice.get("finish_reason") or "stop")
-        prompt_tokens = result["usage"]["prompt_tokens"]
-        completion_tokens += result["usage"]["completion_tokens"]
-    return LocalCompletion(texts=tuple(texts), finish_reasons=tuple(reasons), prompt_tokens=prompt_tokens,
-                           completion_tokens=completion_tokens, seconds=time.perf_counter() - started)

@@ -119,6 +119,26 @@ class GenerationParams:
         )
 
 
+    def chat_kwargs(self) -> dict[str, Any]:
+        """What ``Llama.create_chat_completion`` takes for these parameters (all but ``n`` and ``seed``)."""
+        kwargs: dict[str, Any] = dict(self.extra)
+        if "top_k" in kwargs:
+            kwargs["top_k"] = int(kwargs["top_k"])  # llama.cpp's sampler takes an int (a float fails in ctypes)
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.max_tokens is not None:
+            kwargs["max_tokens"] = self.max_tokens
+        if self.stop:
+            kwargs["stop"] = list(self.stop)
+        if self.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
+            if self.json_schema is not None:
+                kwargs["response_format"]["schema"] = self.json_schema
+        return kwargs
+
+
 @dataclass(frozen=True)
 class LocalCompletion:
     texts: tuple[str, ...]
@@ -231,54 +251,46 @@ class LocalModel:
         chat = _chat_messages(messages)
         if params.json_mode and params.json_schema is not None:
             _check_schema_grammar(json.dumps(params.json_schema, sort_keys=True))
-        if params.n > 1:
-            with self.lock:
-                return self._complete_together(chat, params)
-        kwargs: dict[str, Any] = dict(params.extra)
-        if "top_k" in kwargs:
-            kwargs["top_k"] = int(kwargs["top_k"])  # llama.cpp's sampler takes an int (a float fails in ctypes)
-        if params.temperature is not None:
-            kwargs["temperature"] = params.temperature
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.max_tokens is not None:
-            kwargs["max_tokens"] = params.max_tokens
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
-        if params.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
-            if params.json_schema is not None:
-                kwargs["response_format"]["schema"] = params.json_schema
+        with self.lock:
+            together = self._complete_together(chat, params) if params.n > 1 else None
+            return together or self._complete_in_turn(chat, params)
+
+    def _complete_in_turn(self, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion:
+        """The ``n`` answers one after another through ``create_chat_completion`` (the caller holds the lock)."""
+        kwargs = params.chat_kwargs()
         texts: list[str] = []
         reasons: list[str] = []
         prompt_tokens = completion_tokens = 0
         started = time.perf_counter()
-        with self.lock:
-            self._read = self._reused = 0
-            for i in range(params.n):
-                seed = params.seed + i if params.seed is not None else None
-                result = self._generate(chat, seed=seed, **kwargs)
-                choice = result["choices"][0]
-                texts.append(choice["message"]["content"] or "")
-                reasons.append(choice.get("finish_reason") or "stop")
-                usage = result["usage"]
-                prompt_tokens = usage["prompt_tokens"]  # the same prompt each time: count it once
-                completion_tokens += usage["completion_tokens"]
-            # prompt_tokens - reused is what the model evaluated over all n samples (sample i > 0 re-reads
-            # only the prompt's last token), so "processed" is the real work and the prompt is counted once.
-            evaluated = self._read - self._reused
-            reused = max(0, prompt_tokens - evaluated) if self._read else 0
+        self._read = self._reused = 0
+        for i in range(params.n):
+            seed = params.seed + i if params.seed is not None else None
+            result = self._generate(chat, seed=seed, **kwargs)
+            choice = result["choices"][0]
+            texts.append(choice["message"]["content"] or "")
+            reasons.append(choice.get("finish_reason") or "stop")
+            usage = result["usage"]
+            prompt_tokens = usage["prompt_tokens"]  # the same prompt each time: count it once
+            completion_tokens += usage["completion_tokens"]
+        # prompt_tokens - reused is what the model evaluated over all n samples (sample i > 0 re-reads
+        # only the prompt's last token), so "processed" is the real work and the prompt is counted once.
+        evaluated = self._read - self._reused
+        reused = max(0, prompt_tokens - evaluated) if self._read else 0
         return LocalCompletion(texts=tuple(texts), finish_reasons=tuple(reasons), prompt_tokens=prompt_tokens,
                                completion_tokens=completion_tokens, seconds=time.perf_counter() - started,
                                reused_prompt_tokens=reused)
 
-    def _complete_together(self, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion:
+    def _complete_together(self, chat: list[dict[str, str]], params: GenerationParams) -> LocalCompletion | None:
         """``n`` answers decoded together from one reading of the prompt (``llm.batched``), starting from the
-        best saved prefix, whose state is saved again after. Holds the lock (the caller took it)."""
+        best saved prefix, whose state is saved again after; None for a chat format ``llm.batched`` cannot
+        reproduce. The caller holds the lock."""
         from agentforge.llm import batched
 
         prompt = batched.chat_prompt(self.llama, chat, params.stop)
-        if prompt is not None and self.prefixes is not None:
+        if prompt is None:
+            log.debug("local.batched_unsupported_chat_format", chat_format=self.llama.chat_format, n=params.n)
+            return None
+        if self.prefixes is not None:
             try:
                 restore = _PrefixLookup(self)[prompt.tokens]
             except KeyError:
@@ -291,7 +303,7 @@ class LocalModel:
             raise self._failure(exc) from exc
         except RuntimeError as exc:
             raise LLMError(f"the local model failed: {exc}", model=LOCAL_MODEL) from exc
-        if prompt is not None and self.prefixes is not None and self.llama.n_tokens:
+        if self.prefixes is not None and self.llama.n_tokens:
             self.prefixes.put(capture_state(self.llama))
         return result
 
