@@ -357,8 +357,9 @@ class Gateway:
     def _limit(self, request: LLMRequest, size: int) -> AbstractAsyncContextManager[Admission | None]:
         """The slot a call waits for, one set per model and event loop.
 
-        The embedded model keeps only the prompt it read last, so local calls are admitted grouped by prompt
-        prefix. Other models keep a plain FIFO semaphore: a remote server runs calls side by side and
+        The embedded model continues cheapest from the prompt it read last (otherwise it restores a saved
+        prefix state, or reads the prompt afresh), so local calls are admitted grouped by prompt prefix.
+        Other models keep a plain FIFO semaphore: a remote server runs calls side by side and
         caches prefixes on its own, so reordering there would only add waiting.
         """
         per_loop = self._limits.setdefault(asyncio.get_running_loop(), {})
