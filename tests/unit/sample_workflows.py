@@ -1,4 +1,4 @@
-"""Small workflow texts that many evaluation tests share: a one-node QA agent and a multi-turn policy."""
+"""Small workflow texts that many tests share: a one-node QA agent, a multi-turn policy, a fan-out/fan-in of tools."""
 
 from __future__ import annotations
 
@@ -22,4 +22,21 @@ nodes:
     prompt: "{goal}\\nNow: {observation}\\nSo far:\\n{history}"
     inputs: [goal, observation, history]
     outputs: [action]
+"""
+
+# a -> (b, c) in parallel -> d, each a call of the tool `step`: interruption and resume tests.
+FAN = """\
+version: 1
+kind: workflow
+name: fan
+inputs: {word: str}
+outputs: {d: str}
+nodes:
+  - {id: a, kind: tool, tool: step, args: {text: "{word}a"}, inputs: [word], outputs: [a]}
+  - {id: b, kind: tool, tool: step, args: {text: "{a}b"}, inputs: [a], outputs: [b]}
+  - {id: c, kind: tool, tool: step, args: {text: "{a}c"}, inputs: [a], outputs: [c]}
+  - {id: d, kind: tool, tool: step, args: {text: "{b}{c}d"}, inputs: [b, c], outputs: [d]}
+edges:
+  - {from: a, to: [b, c]}
+  - {from: [b, c], to: d}
 """

@@ -5,31 +5,12 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.evaluation.evaluator import evaluate
 from agentforge.runtime.trace import LLMCall, NodeTrace, Trace
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_envs import EchoEnv
 from tests.unit.sample_workflows import QA
-
-
-class EchoSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        return StepResult(observation=Observation(text="ok"), reward=1.0, done=True)
-
-
-class EchoEnv(Environment):
-    name = "echo"
-
-    def __init__(self) -> None:
-        super().__init__([Task(id=f"t{k}", split="val", inputs={"question": f"question number {k}"})
-                          for k in range(3)])
-
-    def session(self) -> EchoSession:
-        return EchoSession(self)
 
 
 def test_a_cached_rerun_reports_zero_fresh_tokens(scripted: Any) -> None:

@@ -17,6 +17,7 @@ from agentforge.errors import RunNotFound
 from agentforge.runtime.store import RunStore
 from agentforge.runtime.workflow import Workflow, new_run_id
 from agentforge.tools import ToolRegistry
+from tests.unit.sample_workflows import FAN
 
 CHAIN = """\
 version: 1
@@ -163,23 +164,6 @@ def test_a_cancel_at_any_step_of_the_start_leaves_no_thread_posting_to_a_closed_
         asyncio.run(cancel_after(ticks))
     time.sleep(0.2)  # let any stray connection thread fail now, not in a later test
     assert thread_errors == []
-
-
-FAN = """\
-version: 1
-kind: workflow
-name: fan
-inputs: {word: str}
-outputs: {d: str}
-nodes:
-  - {id: a, kind: tool, tool: step, args: {text: "{word}a"}, inputs: [word], outputs: [a]}
-  - {id: b, kind: tool, tool: step, args: {text: "{a}b"}, inputs: [a], outputs: [b]}
-  - {id: c, kind: tool, tool: step, args: {text: "{a}c"}, inputs: [a], outputs: [c]}
-  - {id: d, kind: tool, tool: step, args: {text: "{b}{c}d"}, inputs: [b, c], outputs: [d]}
-edges:
-  - {from: a, to: [b, c]}
-  - {from: [b, c], to: d}
-"""
 
 
 def test_a_parallel_node_that_finished_beside_the_interrupted_one_is_not_run_again() -> None:

@@ -14,6 +14,7 @@ from agentforge.runtime.store import RunStore
 from agentforge.runtime.workflow import Workflow
 from agentforge.tools import ToolRegistry
 from tests.conftest import WORKFLOWS
+from tests.unit.sample_workflows import FAN
 
 
 def test_failed_run_resumes_without_rerunning_finished_nodes(scripted: Any) -> None:
@@ -50,23 +51,6 @@ def test_resuming_a_finished_run_returns_its_outputs_without_calls(scripted: Any
 def test_resuming_an_unknown_run_names_it() -> None:
     with pytest.raises(RunNotFound, match="no run 'nope'"):
         Workflow.resume("nope")
-
-
-FAN = """\
-version: 1
-kind: workflow
-name: fan
-inputs: {word: str}
-outputs: {d: str}
-nodes:
-  - {id: a, kind: tool, tool: step, args: {text: "{word}a"}, inputs: [word], outputs: [a]}
-  - {id: b, kind: tool, tool: step, args: {text: "{a}b"}, inputs: [a], outputs: [b]}
-  - {id: c, kind: tool, tool: step, args: {text: "{a}c"}, inputs: [a], outputs: [c]}
-  - {id: d, kind: tool, tool: step, args: {text: "{b}{c}d"}, inputs: [b, c], outputs: [d]}
-edges:
-  - {from: a, to: [b, c]}
-  - {from: [b, c], to: d}
-"""
 
 
 def test_a_node_finished_beside_a_failed_one_is_kept_once_when_the_run_resumes(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from agentforge.cli import app
 from agentforge.config import Settings
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.evaluation.evaluator import evaluate
 from agentforge.llm.base import LLMRequest, Message, RawCompletion, Usage
 from agentforge.llm.gateway import Gateway, LiteLLMBackend, import_litellm
@@ -28,6 +27,7 @@ from agentforge.llm.scripted import ScriptedModel, register_script, unregister_s
 from agentforge.runtime.trace import Trace
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_envs import EchoEnv
 from tests.unit.sample_workflows import QA
 
 PROMPT, REUSED, COMPLETION = 100, 80, 2
@@ -51,25 +51,6 @@ def reusing() -> Iterator[tuple[str, PrefixReusingModel]]:
     register_script(name, model)
     yield f"scripted/{name}", model
     unregister_script(name)
-
-
-class EchoSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        return StepResult(observation=Observation(text="ok"), reward=1.0, done=True)
-
-
-class EchoEnv(Environment):
-    name = "echo"
-
-    def __init__(self) -> None:
-        super().__init__([Task(id=f"t{k}", split="val", inputs={"question": f"question number {k}"})
-                          for k in range(3)])
-
-    def session(self) -> EchoSession:
-        return EchoSession(self)
 
 
 def qa() -> Workflow:
