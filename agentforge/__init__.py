@@ -57,10 +57,22 @@ _EXPORTS: dict[str, str] = {
     "aevaluate": "agentforge.evaluation.evaluator",
     "EvalReport": "agentforge.evaluation.report",
     "TaskResult": "agentforge.evaluation.report",
+    "evolve": "agentforge.evolve.loop",
+    "aevolve": "agentforge.evolve.loop",
+    "EvolveResult": "agentforge.evolve.loop",
+    "EvolveConfig": "agentforge.evolve.config",
+    "BudgetConfig": "agentforge.evolve.config",
+    "Limits": "agentforge.evolve.config",
+    "Verdict": "agentforge.safety.base",
+    "Gate": "agentforge.safety.base",
+    "Experience": "agentforge.memory.base",
+    "MemoryStore": "agentforge.memory.base",
+    "open_memory": "agentforge.memory.config",
 }
 
 __all__ = [
     "AgentforgeError",
+    "BudgetConfig",
     "Candidate",
     "Change",
     "Edit",
@@ -68,11 +80,17 @@ __all__ = [
     "Environment",
     "EvalReport",
     "EvalSink",
+    "EvolveConfig",
+    "EvolveResult",
+    "Experience",
+    "Gate",
     "Gateway",
     "InputError",
     "LLMError",
     "LLMRequest",
     "LLMResponse",
+    "Limits",
+    "MemoryStore",
     "Message",
     "NodeError",
     "Observation",
@@ -91,15 +109,19 @@ __all__ = [
     "ToolRegistry",
     "Trace",
     "TraceSink",
+    "Verdict",
     "Workflow",
     "WorkflowSpec",
     "aevaluate",
+    "aevolve",
     "diff",
     "evaluate",
+    "evolve",
     "find_problems",
     "get_settings",
     "load_env",
     "load_spec",
+    "open_memory",
     "register_script",
     "spec_from_text",
     "tool",
@@ -129,12 +151,17 @@ if TYPE_CHECKING:
     from agentforge.errors import AgentforgeError, EnvError, InputError, LLMError, NodeError, SpecError
     from agentforge.evaluation.evaluator import EvalSink, TraceSink, aevaluate, evaluate
     from agentforge.evaluation.report import EvalReport, TaskError, TaskResult
+    from agentforge.evolve.config import BudgetConfig, EvolveConfig, Limits
+    from agentforge.evolve.loop import EvolveResult, aevolve, evolve
     from agentforge.llm.base import LLMRequest, LLMResponse, Message
     from agentforge.llm.gateway import Gateway
     from agentforge.llm.scripted import ScriptedModel, register_script
+    from agentforge.memory.base import Experience, MemoryStore
+    from agentforge.memory.config import open_memory
     from agentforge.runtime.store import RunStore
     from agentforge.runtime.trace import Trace
     from agentforge.runtime.workflow import RunResult, Workflow
+    from agentforge.safety.base import Gate, Verdict
     from agentforge.tools.base import Tool, ToolRegistry, tool
     from agentforge.workflow.edits import Candidate, Change, Edit, diff
     from agentforge.workflow.loader import load_spec, spec_from_text

@@ -22,7 +22,10 @@ boundary that calls them, with ``raise ... from exc`` so the original stays atta
     │   └── EnvServerError          a remote environment server is down, slow, or answered garbage
     ├── NodeError                   a node failed while the workflow ran (wraps the cause)
     ├── RunNotFound                 --resume named a run that does not exist
-    └── BudgetExceeded              a step, token or cost budget ran out
+    ├── RunFolderError              an evolve run folder is corrupt or belongs to something else
+    ├── MemoryStoreError            the experience store (or its Chroma server) failed
+    ├── BudgetExceeded              a step, token or cost budget ran out
+    └── SafetyViolation             a change broke a safety invariant (never retried, never swallowed)
 """
 
 from __future__ import annotations
@@ -159,3 +162,17 @@ class RunNotFound(AgentforgeError):
 
 class BudgetExceeded(AgentforgeError):
     code = "budget_exceeded"
+
+
+class RunFolderError(AgentforgeError):
+    """A run folder that cannot be resumed: missing files, a corrupt store, or another program's folder."""
+
+    code = "run_folder_error"
+
+
+class MemoryStoreError(AgentforgeError):
+    code = "memory_store_error"
+
+
+class SafetyViolation(AgentforgeError):
+    code = "safety_violation"

@@ -30,6 +30,7 @@ def run_benchmarks(with_local: bool, quick: bool) -> list[str]:
         ("bench_worker_death", []),
         ("bench_sandbox", ["--runs", "10"] if quick else []),
         ("bench_eval_throughput", ["--tasks", "300", "--repeats", "1"] if quick else []),
+        ("bench_memory", ["--quick"] if quick else []),
     ]
     if with_local:
         if (HERE / "bench_local_model.py").is_file():

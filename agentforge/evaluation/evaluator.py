@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -308,7 +308,15 @@ OnResult = Callable[[TaskResult], None]
 Policy = Callable[[Task], WorkflowSpec | Workflow]  # a per-task choice of workflow (e.g. EGuR strategies)
 
 
-def select_tasks(env: Environment, split: str | None, limit: int | None) -> list[Task]:
+def select_tasks(env: Environment, split: str | None, limit: int | None,
+                 task_ids: Sequence[str] | None = None) -> list[Task]:
+    """The tasks of ``split`` (all splits when None), the first ``limit``; or exactly ``task_ids``, in that order."""
+    if task_ids is not None:
+        by_id = {t.id: t for t in env.tasks()}
+        unknown = [t for t in task_ids if t not in by_id]
+        if unknown:
+            raise InputError(f"environment '{env.name}' has no task(s) {unknown[:5]}")
+        return [by_id[t] for t in task_ids][:limit]
     tasks = env.tasks(split)  # type: ignore[arg-type]
     if not tasks:
         splits = sorted({t.split for t in env.tasks()})
@@ -342,6 +350,7 @@ async def aevaluate(
     policy: Policy | None = None,
     split: str | None = "val",
     limit: int | None = None,
+    task_ids: Sequence[str] | None = None,
     concurrency: int = 8,
     model: str | None = None,
     executor: Any = None,
@@ -351,7 +360,8 @@ async def aevaluate(
     on_result: OnResult | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Evaluate ``workflow`` on ``split`` of ``env``; tasks run in a fixed order under ``concurrency``.
+    """Evaluate ``workflow`` on ``split`` of ``env`` (or on exactly ``task_ids``); tasks run in a fixed order
+    under ``concurrency``.
 
     ``policy`` (task -> spec or workflow) picks a workflow per task instead, called here once per task
     with the task's public view (no answer, no secret meta); each distinct spec (by content hash) is
@@ -369,7 +379,7 @@ async def aevaluate(
         env = load_env(env)
     if workflow is None and policy is None:
         raise InputError("evaluate needs a workflow or a policy")
-    tasks = select_tasks(env, split, limit)
+    tasks = select_tasks(env, split, limit, task_ids)
     compiled = _WorkflowsByHash(workflow)
     assignment: dict[str, str] = {}
     if policy is not None:

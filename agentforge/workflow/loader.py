@@ -218,3 +218,10 @@ def _collapse_union_noise(problems: list[Problem]) -> list[Problem]:
         seen.add(key)
         out.append(p)
     return out
+
+
+def spec_to_yaml(spec: WorkflowSpec) -> str:
+    """The spec's content as YAML that loads back to the same hash (lineage is not written)."""
+    import yaml
+
+    return yaml.safe_dump(spec.content(), sort_keys=False, allow_unicode=True, width=100)

@@ -124,6 +124,8 @@ def test_public_api_is_pinned() -> None:
         "spec_from_text", "tool", "use_settings",
         "EnvError", "Environment", "EvalReport", "Observation", "Session", "StepResult", "Task", "TaskResult",
         "aevaluate", "evaluate", "load_env",
+        "evolve", "aevolve", "EvolveResult", "EvolveConfig", "BudgetConfig", "Limits", "Verdict", "Gate", "Experience",
+        "MemoryStore", "open_memory",
         "Candidate", "Edit", "diff", "RunStore", "Score", "EvalSink", "TraceSink", "TaskError",
     ])
     for name in agentforge.__all__:

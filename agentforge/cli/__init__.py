@@ -849,5 +849,8 @@ def main() -> None:
         raise
 
 
-if __name__ == "__main__":
-    main()
+# Command groups in their own modules, registered on ``app`` when they are imported.
+from agentforge.cli import evolve as _evolve  # noqa: E402,F401
+from agentforge.cli.memory import memory_app  # noqa: E402
+
+app.add_typer(memory_app, name="memory")
