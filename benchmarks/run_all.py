@@ -537,6 +537,196 @@ def sandbox_section(data: dict[str, Any] | None) -> list[str]:
     return [*lines, "", _machine(data.get("machine", {})), ""]
 
 
+def _pipe(text: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _diff_ci(test: dict[str, Any]) -> str:
+    return (f"{_num(test.get('diff'), '+.3f')} [{_num(test.get('ci_low'), '+.3f')}, "
+            f"{_num(test.get('ci_high'), '+.3f')}]")
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "-"
+
+
+def _quick_tag(row: dict[str, Any]) -> str:
+    return " *(quick)*" if row.get("quick") else ""
+
+
+def evolve_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Evolve: seed vs best on held-out tasks (issue 15)", ""]
+    if not data or not data.get("rows"):
+        return [*lines, "No results yet: run `benchmarks/bench_evolve.py` (hours for the full run; `--quick` for a "
+                        "smoke run).", ""]
+    rows = data["rows"]
+    lines += [
+        "`agentforge evolve` from a deliberately plain seed on each suite, with each optimizer, the local model "
+        "as executor and optimizer. Seed and best are scored once on the **test** split, which no optimizer saw; "
+        "*diff [CI]* is best minus seed with the paired bootstrap interval "
+        f"({_num(100 * (rows[0].get('test') or {}).get('level', 0.9), '.0f')}%). Verdict: "
+        f"{data.get('verdict_rule', '')}. "
+        "*why* is read off the run's own events. Calls count every model call asked for, *fresh* those that "
+        "reached the model (the rest came from the response cache).",
+        "",
+    ]
+    table = []
+    for r in rows:
+        name = f"{r.get('suite')}{_quick_tag(r)}"
+        if "error" in r:
+            table.append([name, r.get("optimizer", "?"), f"error: {_pipe(r['error'])[:200]}", *[""] * 7])
+            continue
+        total = r["spent"]["total"]
+        table.append([name, r["optimizer"], f"{_num(r['seed_test'])} → {_num(r['best_test'])}", _diff_ci(r["test"]),
+                      f"**{r['verdict']}**", _pipe(r["why"]), str(total["calls"]), str(total["fresh_calls"]),
+                      f"{total['tokens']:,}", _minutes(r.get("wall_s"))])
+    lines += _table(["suite", "optimizer", "test: seed → best", "diff [CI]", "verdict", "why", "calls",
+                     "fresh calls", "tokens", "wall"], table)
+    details = []
+    for r in rows:
+        if "error" in r:
+            continue
+        spent, splits = r["spent"], r.get("splits") or {}
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(r["rejected"].items())) or "none"
+        details.append([f"{r['suite']}{_quick_tag(r)}", r["optimizer"],
+                        " / ".join(str(splits.get(s, "?")) for s in ("train", "val", "test")),
+                        f"{_num(r['seed_val'])} → {_num(r['best_val'])}", str(r["generations"]), str(r["proposed"]),
+                        str(r["accepted"]), rejected, str(r["malformed"]),
+                        f"{spent['executor']['calls']} / {spent['optimizer']['calls']}",
+                        f"{spent['executor']['tokens']:,} / {spent['optimizer']['tokens']:,}",
+                        _pipe(r["stop_reason"])])
+    if details:
+        lines += ["", "Per run: splits, val, candidates by stage, malformed optimizer replies, spend per role.", ""]
+        lines += _table(["suite", "optimizer", "train / val / test", "val: seed → best", "generations", "proposed",
+                         "accepted", "rejected by stage", "malformed", "calls executor / optimizer",
+                         "tokens executor / optimizer", "stopped"], details)
+    if any(r.get("quick") for r in rows):
+        lines += ["", "*(quick)*: a `--quick` smoke run (a few tasks, one generation): it shows the path works, "
+                      "not what the optimizer can do; its verdict means nothing."]
+    rerun = data.get("cached_rerun")
+    if rerun:
+        lines += ["", "### Re-run with the same seed and cache, in a new run folder", ""]
+        if "error" in rerun:
+            lines.append(f"{rerun['row']}: error: {rerun['error']}")
+        else:
+            lines += _table(["row", "calls", "fresh calls", "same best / same test", "wall", "executor s",
+                             "optimizer s", "loop overhead", "target", "result"], [[
+                                 f"{rerun['row']}{_quick_tag(rerun)}", str(rerun["calls"]), str(rerun["fresh_calls"]),
+                                 f"{'yes' if rerun['same_best'] else 'no'} / {'yes' if rerun['same_test'] else 'no'}",
+                                 f"{_num(rerun['loop_wall_s'], '.1f')} s", _num(rerun["executor_s"], ".1f"),
+                                 _num(rerun["optimizer_s"], ".1f"), f"{100 * rerun['overhead_frac']:.1f}%",
+                                 f"< {100 * rerun['target']:.0f}%, 0 fresh calls", _verdict(bool(rerun["pass"]))]])
+            lines += ["", f"Loop overhead: {rerun['definition']} With the whole `aevolve` call as the wall: "
+                          f"{100 * (rerun.get('overhead_frac_process') or 0):.1f}%."]
+            if rerun.get("fresh_calls_note"):
+                lines += ["", f"Fresh calls: {rerun['fresh_calls_note']}."]
+    target = data.get("target_30min")
+    if target:
+        lines += ["", "### 5 generations on a 40-task val split in under 30 minutes", ""]
+        if target.get("measured"):
+            lines.append(f"`{target['command']}`: {target['generations']} generations on {target['val']} val tasks "
+                         f"took {_num(target['wall_minutes'], '.1f')} min (stopped: {_pipe(target['stop_reason'])}): "
+                         f"{_verdict(bool(target['pass']))}.")
+        else:
+            took = (f" (the row that ran: {target.get('generations')} generation(s) on {target.get('val')} val tasks, "
+                    f"{_num(target.get('wall_minutes'), '.1f')} min)") if target.get("wall_minutes") is not None else ""
+            lines.append(f"Not measured yet{took}: needs `{target['command']}`.")
+    machine = data.get("machine")
+    if machine:
+        lines += ["", _machine(machine)]
+    return [*lines, ""]
+
+
+def dspy_baselines_section(data: dict[str, Any] | None, evolve: dict[str, Any] | None) -> list[str]:
+    lines = ["## DSPy's own GEPA and MIPROv2, side by side", ""]
+    if not data or not data.get("rows"):
+        return [*lines, "No results yet: run `benchmarks/bench_dspy_baselines.py` (needs llama-cpp-python's "
+                        "`server` extra).", ""]
+    splits = data.get("splits") or {}
+    lines += [
+        f"DSPy {data.get('dspy', '?')} on the same model (the same GGUF, served by llama-cpp-python's "
+        "OpenAI-compatible server on loopback), the same arithmetic tasks and splits "
+        f"({splits.get('train', '?')} train / {splits.get('val', '?')} val / {splits.get('test', '?')} test, "
+        f"agentforge's task ids) and the same call budget ({data.get('call_cap') or 'no cap'} calls: the total of "
+        f"agentforge's {(data.get('matched') or {}).get('row', 'matched')} run). Program: `dspy."
+        f"{'ChainOfThought' if data.get('program') == 'cot' else 'Predict'}` on `question -> answer` with the "
+        f"seed's instruction \"{data.get('instruction', '')}\". {data.get('cap_rule', '')}",
+        "",
+    ]
+    table = []
+    arithmetic = [r for r in (evolve or {}).get("rows", []) if r.get("suite") == "arithmetic" and "error" not in r]
+    for r in arithmetic:
+        total = r["spent"]["total"]
+        table.append([f"agentforge {r['optimizer']}{_quick_tag(r)}",
+                      " / ".join(str((r.get("splits") or {}).get(s, "?")) for s in ("train", "val", "test")),
+                      f"{_num(r['seed_val'])} → {_num(r['best_val'])}",
+                      f"{_num(r['seed_test'])} → {_num(r['best_test'])}", _diff_ci(r["test"]), f"**{r['verdict']}**",
+                      f"{total['calls']} (test scoring included)",
+                      _minutes(r.get("wall_s"))])
+    seed = data.get("seed") or {}
+    for r in data["rows"]:
+        label = {"mipro": "DSPy MIPROv2", "gepa": "DSPy GEPA"}.get(r["optimizer"], r["optimizer"])
+        note = f" + {r.get('scoring_calls', '?')} to score"
+        if r.get("over_cap"):
+            note += f", {r['over_cap']} over the cap"
+        if r.get("refused_calls"):
+            note += f", {r['refused_calls']} refused at the cap"
+        table.append([f"{label}{_quick_tag(r)}",
+                      " / ".join(str(splits.get(s, "?")) for s in ("train", "val", "test")),
+                      f"{_num(seed.get('val'))} → {_num(r.get('best_val'))}",
+                      f"{_num(r.get('seed_test'))} → {_num(r.get('best_test'))}", _diff_ci(r.get("test") or {}),
+                      f"**{r.get('verdict', '?')}**", f"{r.get('calls')}{note}", _minutes(r.get("wall_s"))])
+    lines += _table(["method", "train / val / test", "val: seed → best", "test: seed → best", "diff [CI]", "verdict",
+                     "LLM calls", "wall"], table)
+    programs = [f"{r['optimizer']}: \"{_pipe(r['program']['instruction'])[:200]}\" with {r['program']['demos']} demo(s)"
+                + (f" ({r['error']})" if r.get("error") else "") for r in data["rows"] if r.get("program")]
+    if programs:
+        lines += ["", "DSPy's chosen programs: " + "; ".join(programs) + "."]
+    if data.get("quick"):
+        lines += ["", "*(quick)*: a `--quick` smoke run (6 train / 6 val / 6 test, minimal settings): the path works; "
+                      "the scores mean nothing."]
+    machine = data.get("machine")
+    if machine:
+        lines += ["", _machine(machine)]
+    return [*lines, ""]
+
+
+def memory_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Experience memory (Chroma)", ""]
+    if not data:
+        return [*lines, "No results yet: run `benchmarks/bench_memory.py`.", ""]
+    store, targets, passed = data.get("store") or {}, data.get("targets") or {}, data.get("pass") or {}
+    emb = data.get("embedding") or {}
+    lines += [
+        f"An embedded `ChromaStore` (SQLite records + Chroma index) filled with {store.get('records', '?'):,} records "
+        f"in batches of {store.get('batch', '?')}, vectors precomputed so embedding is excluded; searches through "
+        "the public API with precomputed query vectors, k=5. Embedding throughput is measured apart.",
+        "",
+    ]
+    rows = [[name, _num(s.get("p50_ms"), ".2f"), _num(s.get("p95_ms"), ".2f"), _num(s.get("p99_ms"), ".2f"),
+             str(s.get("n", "-"))] for name, s in (store.get("search") or {}).items()]
+    lines += _table(["search", "p50 ms", "p95 ms", "p99 ms", "queries"], rows)
+    similar = (store.get("search") or {}).get("similar") or {}
+    lines += ["", *_table(["target", "goal", "measured", "result"], [
+        [f"`similar()` p95 at {targets.get('at_records', '?'):,} records", f"≤ {targets.get('similar_p95_ms')} ms",
+         f"{_num(similar.get('p95_ms'), '.2f')} ms", _verdict(bool(passed.get("similar_p95")))],
+        ["batched add, embedding excluded", f"≥ {targets.get('add_records_per_s')} records/s",
+         f"{_num(store.get('add_records_per_s'), '.0f')} records/s", _verdict(bool(passed.get("add_throughput")))],
+    ])]
+    lines += ["", f"Merging near-duplicates (a batch that repeats stored records): "
+                  f"{_num(store.get('merge_batch_records_per_s'), '.0f')} records/s. Re-opening the store: "
+                  f"{_num(store.get('reopen_s'), '.2f')} s; on disk {_num(store.get('disk_mb'), '.0f')} MB.",
+              f"Embedding ({emb.get('model', '?')}, {emb.get('texts', '?')} texts, batch {emb.get('batch', '?')}): "
+              f"{_num(emb.get('texts_per_s_1_thread'), '.0f')} texts/s with 1 torch thread, "
+              f"{_num(emb.get('texts_per_s_2_threads'), '.0f')} with 2; model load {_num(emb.get('load_s'), '.1f')} s."]
+    if data.get("quick"):
+        lines += ["", "*(quick)*: a `--quick` run, fewer records than the target size."]
+    if data.get("machine"):
+        lines += ["", _machine(data["machine"])]
+    return [*lines, ""]
+
+
 def render_readme() -> str:
     engine = _load("engine_overhead.json")
     startup = _load("startup.json")
@@ -545,8 +735,11 @@ def render_readme() -> str:
     throughput = _load("eval_throughput.json")
     worker_death = _load("worker_death.json")
     sandbox = _load("sandbox.json")
+    evolve = _load("evolve.json")
+    dspy_baselines = _load("dspy_baselines.json")
+    memory = _load("memory.json")
     known = {"engine_overhead.json", "startup.json", "local_model.json", "env_server.json", "eval_throughput.json",
-             "worker_death.json", "sandbox.json"}
+             "worker_death.json", "sandbox.json", "evolve.json", "dspy_baselines.json", "memory.json"}
     others = sorted(p.name for p in RESULTS.glob("*.json") if p.name not in known) if RESULTS.is_dir() else []
     lines = [
         "# Benchmarks",
@@ -584,6 +777,12 @@ def render_readme() -> str:
         "agentforge's | `results/worker_death.json` |",
         "| `bench_sandbox.py` | per-run start-up of the confined sandbox (bwrap) vs the old unshare path vs a bare "
         "interpreter | `results/sandbox.json` |",
+        "| `bench_memory.py` | experience memory: `similar()` latency and batched add at 100,000 records, MiniLM "
+        "embedding throughput | `results/memory.json` |",
+        "| `bench_evolve.py` | evolve from plain seeds: each optimizer on arithmetic, BIG-bench and maze, seed vs best "
+        "on test with the paired CI; a cached re-run's loop overhead | `results/evolve.json` |",
+        "| `bench_dspy_baselines.py` | DSPy's GEPA and MIPROv2 on the same model, tasks, splits and call budget "
+        "| `results/dspy_baselines.json` |",
         "",
     ]
     if engine:
@@ -599,6 +798,9 @@ def render_readme() -> str:
     lines += eval_throughput_section(throughput)
     lines += worker_death_section(worker_death)
     lines += sandbox_section(sandbox)
+    lines += memory_section(memory)
+    lines += evolve_section(evolve)
+    lines += dspy_baselines_section(dspy_baselines, evolve)
     if others:
         lines += ["## Other results", "", *[f"- `results/{name}`" for name in others], ""]
     return "\n".join(lines)

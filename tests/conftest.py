@@ -5,9 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from agentforge.llm.scripted import ScriptedModel
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -29,12 +34,21 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     yield tmp_path
 
 
-@pytest.fixture
-def scripted() -> Iterator[tuple[str, object]]:
-    """A fresh scripted model registered under a unique name: yields (model_string, model)."""
+@contextmanager
+def fresh_script(prefix: str = "test") -> Iterator[tuple[str, ScriptedModel]]:
+    """A new scripted model registered under a unique name while the block runs: (model_string, model)."""
     from agentforge.llm.scripted import ScriptedModel, register_script, unregister_script
 
-    name = f"test{next(_names)}"
+    name = f"{prefix}{next(_names)}"
     model = register_script(name, ScriptedModel())
-    yield f"scripted/{name}", model
-    unregister_script(name)
+    try:
+        yield f"scripted/{name}", model
+    finally:
+        unregister_script(name)
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, ScriptedModel]]:
+    """A fresh scripted model registered under a unique name: yields (model_string, model)."""
+    with fresh_script() as pair:
+        yield pair

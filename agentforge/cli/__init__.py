@@ -24,7 +24,9 @@ from agentforge.errors import (
     ConfigError,
     EnvError,
     InputError,
+    MemoryStoreError,
     ModelNotFound,
+    RunFolderError,
     RunNotFound,
     SpecError,
     WeightsError,
@@ -41,7 +43,8 @@ out = Console()
 err = Console(stderr=True)
 
 OK, RUN_FAILED, BAD_INPUT = 0, 1, 2
-_BAD_INPUT_ERRORS = (SpecError, InputError, ModelNotFound, ConfigError, RunNotFound, WeightsError)
+_BAD_INPUT_ERRORS = (SpecError, InputError, ModelNotFound, ConfigError, RunNotFound, WeightsError, RunFolderError,
+                     MemoryStoreError)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from agentforge.cli import BAD_INPUT, OK, RUN_FAILED, _exit_code, _fail, _start_logging, app, err, out
 from agentforge.errors import AgentforgeError, BudgetExceeded
@@ -33,6 +34,7 @@ class _EvolveDisplay:
         self.spent: dict[str, Any] = {}
         self.preflight = ""
         self.lines: list[str] = []
+        self.summaries: dict[str, str] = {}
 
     def __enter__(self) -> _EvolveDisplay:
         if self.live_enabled:
@@ -61,20 +63,28 @@ class _EvolveDisplay:
         elif kind == "generation_started":
             self.generation = event.generation
             self._say(f"generation {event.generation}: parent {event.parent[:8]} (val {event.parent_score:.3f})")
+        elif kind == "candidate_proposed":
+            self.summaries[event.spec_hash] = event.summary
         elif kind == "candidate_accepted":
             self.accepted += 1
             self.best_val = max(self.best_val or 0.0, event.val_score)
-            self._say(f"  accepted {event.spec_hash[:8]}: val {event.val_score:.3f} ({event.comparison})")
+            self._say(f"  accepted {event.spec_hash[:8]} {self._what(event.spec_hash)}: val {event.val_score:.3f} "
+                      f"({event.comparison})")
         elif kind == "candidate_rejected":
             self.rejected[event.stage] = self.rejected.get(event.stage, 0) + 1
-            self.last_reasons = [f"{event.stage}: {event.reason[:110]}", *self.last_reasons][:3]
-            self._say(f"  rejected {event.spec_hash[:8]} ({event.stage}): {event.reason[:160]}")
+            reason = " ".join(event.reason.replace("\n  - ", "; ").split())
+            self.last_reasons = [f"{event.stage}: {reason[:110]}", *self.last_reasons][:3]
+            self._say(f"  rejected {event.spec_hash[:8]} {self._what(event.spec_hash)} ({event.stage}): {reason[:200]}")
         elif kind == "proposal_failed":
             self._say(f"  optimizer {event.optimizer} failed: {event.error[:160]}")
         elif kind == "budget":
             self.spent = event.spent
         if self.live is not None:
             self.live.update(self._render())
+
+    def _what(self, spec_hash: str) -> str:
+        summary = self.summaries.get(spec_hash, "")
+        return f"{summary[:70]}{'...' if len(summary) > 70 else ''}" if summary else ""
 
     def _say(self, line: str) -> None:
         self.lines.append(line)
@@ -98,9 +108,9 @@ class _EvolveDisplay:
         rej = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())) or "none"
         table.add_row("candidates", f"{self.accepted} accepted; rejected: {rej}")
         for reason in self.last_reasons:
-            table.add_row("", reason)
+            table.add_row("", Text(reason))
         for line in self.lines[-6:]:
-            table.add_row("", line[:140])
+            table.add_row("", Text(line[:140]))
         return table
 
 
@@ -140,7 +150,6 @@ def evolve(
     from agentforge._sync import run_sync
     from agentforge.evolve.config import AcceptanceConfig, EvolveConfig, SplitConfig, parse_budget
     from agentforge.evolve.loop import aevolve
-    from agentforge.evolve.report import write_report
 
     _start_logging()
     if resume is None and (workflow is None or env is None):
@@ -155,7 +164,7 @@ def evolve(
         with display:
             result = run_sync(aevolve(workflow if resume is None else None, env if resume is None else None,  # type: ignore[arg-type]
                                       config if resume is None else None, on_event=display, resume=resume))
-        report = write_report(result.folder)
+        report = result.folder / "report.html"
     except BudgetExceeded as exc:
         raise _fail(str(exc), BAD_INPUT) from None
     except AgentforgeError as exc:
@@ -166,22 +175,24 @@ def evolve(
                              "best_test": result.best_test, "test_comparison": result.test_comparison.describe(),
                              "stop_reason": result.stop_reason, "rejected": result.rejected,
                              "accepted": result.accepted, "malformed": result.malformed, "spent": result.spent,
+                             "new_calls": result.new_calls,
                              "report": str(report)})
         return
     c = result.test_comparison
     out.print(f"seed vs best on {c.n} held-out test tasks: {result.seed_test:.3f} -> {result.best_test:.3f} "
               f"(difference {c.mean_diff:+.3f}, {c.level:.0%} CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}])",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     out.print(f"val: {result.seed_val:.3f} -> {result.best_val:.3f}; {result.generations} generation(s), "
               f"{result.accepted} accepted, rejected {result.rejected or 'none'}, {result.malformed} malformed "
-              "optimizer replies", highlight=False)
+              "optimizer replies", highlight=False, soft_wrap=True)
     spent = result.spent["total"]
-    out.print(f"stopped: {result.stop_reason}; spent {spent['calls']} calls ({spent['fresh_calls']} fresh), "
+    out.print(f"stopped: {result.stop_reason}; spent {spent['calls']} calls ({spent['fresh_calls']} fresh, "
+              f"{result.new_calls} of them in this session), "
               f"{spent['tokens']:,} tokens, ${spent['usd']:.4f}, {spent['seconds'] / 60:.1f} min "
               f"(executor {result.spent['executor']['calls']} calls, optimizer {result.spent['optimizer']['calls']})",
-              highlight=False)
-    out.print(f"best: {result.folder / 'best.yaml'}", highlight=False)
-    out.print(f"report: {report}", highlight=False)
+              highlight=False, soft_wrap=True)
+    out.print(f"best: {result.folder / 'best.yaml'}", highlight=False, soft_wrap=True)
+    out.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -193,13 +204,15 @@ def report(run: Annotated[Path, typer.Argument(help="An evolve run folder.")]) -
         path = write_report(run)
     except AgentforgeError as exc:
         raise _fail(str(exc), _exit_code(exc)) from None
-    out.print(str(path), highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
 
 
 @app.command()
 def versions(run: Annotated[Path, typer.Argument(help="An evolve run folder.")],
              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every candidate of a run: version hash, parent, generation, optimizer, status and scores."""
+    from rich.markup import escape
+
     from agentforge.evolve.store import RunStore
 
     try:
@@ -214,17 +227,23 @@ def versions(run: Annotated[Path, typer.Argument(help="An evolve run folder.")],
         out.print_json(data=[{k: v for k, v in r.items() if k not in ("yaml",)} for r in rows])
         return
     table = Table(show_edge=False)
-    for col in ("version", "parent", "gen", "optimizer", "status", "minibatch", "val", "test", "summary"):
-        table.add_column(col)
+    for col in ("version", "parent", "gen", "optimizer", "status", "minibatch", "val", "test"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="ellipsis", no_wrap=True, min_width=20)
 
     def num(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     for r in rows:
         status = r["status"] + (f" ({r['stage']})" if r["stage"] else "")
-        table.add_row(r["hash"][:12], (r["parent"] or "-")[:12], str(r["generation"]), r["optimizer"], status,
-                      num(r["mb_score"]), num(r["val_score"]), num(r["test_score"]), (r["summary"] or "")[:60])
-    out.print(table)
+        table.add_row(r["hash"][:8], (r["parent"] or "-")[:8], str(r["generation"]), r["optimizer"], status,
+                      num(r["mb_score"]), num(r["val_score"]), num(r["test_score"]), escape((r["summary"] or "")[:64]))
+    if out.is_terminal:
+        out.print(table)
+    else:  # a pipe or file gets the whole row, not a table squeezed to 80 columns
+        from rich.console import Console
+
+        Console(width=170, no_color=True).print(table)
 
 
 @app.command("export")
@@ -263,5 +282,5 @@ def export_version(run: Annotated[Path, typer.Argument(help="An evolve run folde
         out.print(text, markup=False, highlight=False, end="")
     else:
         output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}", highlight=False)
+        out.print(f"wrote {output}", highlight=False, soft_wrap=True)
     raise typer.Exit(OK)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from agentforge.cli import BAD_INPUT, RUN_FAILED, _fail, out
 from agentforge.errors import AgentforgeError, ConfigError, InputError, SpecError
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["memory_app"]
 
-OK, RUN_FAILED, BAD_INPUT = 0, 1, 2
 _BAD_INPUT = (SpecError, ConfigError, InputError)
 
 memory_app = typer.Typer(
@@ -32,17 +31,8 @@ memory_app = typer.Typer(
          "in memory/ (default: default) or a memory YAML file.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
-
 MemoryRef = Annotated[str, typer.Option("--memory", "-m", help="A preset name in memory/ or a memory YAML file.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print("[bold red]error:[/] ", end="", highlight=False)
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @contextmanager

@@ -82,6 +82,8 @@ class EvolveResult:
     malformed: int
     spent: dict[str, Any]
     events: int = 0
+    new_calls: int = 0  # model calls this session really made (neither stored nor cached): 0 on a replay
+
 
     def describe(self) -> str:
         c = self.test_comparison
@@ -193,6 +195,9 @@ class Evolution:
         self.store.put_event(self.seq, event)
         if self.on_event is not None:
             self.on_event(event)
+
+    def new_calls(self) -> int:
+        return sum(g.stats.calls - g.stats.cache_hits for g in (self.gateway, self.optimizer_gateway))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.clock
@@ -542,12 +547,15 @@ class Evolution:
                               best_val=pool[best_hash].mean(), seed_test=seed_test.mean(), best_test=best_test.mean(),
                               comparison=cmp.describe()))
         self.store.set_meta("finished", {"best": best_hash, "stop_reason": stop})
+        from agentforge.evolve.report import write_report
+
+        write_report(self.folder)
         return EvolveResult(
             run_id=self.run_id, folder=self.folder, seed=self.seed, best=best, seed_val=seed_val.mean(),
             best_val=pool[best_hash].mean(), seed_test=seed_test.mean(), best_test=best_test.mean(),
             test_comparison=cmp, stop_reason=stop, generations=generations, pool=sorted(pool, key=rank),
             rejected=dict(self.rejected), accepted=self.accepted, malformed=self.malformed,
-            spent=self.ledger.report(seconds=self.elapsed()), events=self.seq)
+            spent=self.ledger.report(seconds=self.elapsed()), events=self.seq, new_calls=self.new_calls())
 
 
 class _TrainScorer:
@@ -592,6 +600,7 @@ async def aevolve(workflow: WorkflowSpec | Workflow | str | Path | None, env: En
     from agentforge.workflow.loader import load_spec
 
     settings = settings or get_settings()
+    owned_early = False
     if resume is not None:
         folder = Path(resume)
         store = RunStore.open(folder)
@@ -620,6 +629,9 @@ async def aevolve(workflow: WorkflowSpec | Workflow | str | Path | None, env: En
         environment = load_env(env) if isinstance(env, str) else env
         env_ref = env if isinstance(env, str) else None
         Splits.of(environment, config.splits)  # too few tasks fails before a folder is made
+        if memory is None and config.memory is not None:  # a shared store that is down fails before one too
+            memory = _open_memory(config, Path("."))
+            owned_early = True
         run_id = new_run_id()
         folder = Path(config.runs_dir or settings.runs_dir) / run_id
         store = RunStore.create(folder, {
@@ -628,7 +640,7 @@ async def aevolve(workflow: WorkflowSpec | Workflow | str | Path | None, env: En
             "seed_hash": seed.hash,
             "created": str(time.time())})
         resumed = False
-    owned = memory is None
+    owned = memory is None or owned_early
     try:
         if memory is None:
             memory = _open_memory(config, folder)

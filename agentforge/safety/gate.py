@@ -369,7 +369,7 @@ class LeakIndex:
         self._short: dict[tuple[str, ...], tuple[str, int]] = {}
         self._short_sizes: set[int] = set()
         self._postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
-        self._examples: list[tuple[str, int, int]] = []  # split, index, distinct n-grams
+        self._examples: list[tuple[str, int, int, tuple[str, ...]]] = []  # split, index, distinct n-grams, numbers
         for split in example_splits:
             for i, text in enumerate(evidence.examples.get(split, ())):
                 w = words(text)
@@ -384,7 +384,7 @@ class LeakIndex:
                     continue
                 for gram in grams:
                     self._postings[gram].append(len(self._examples))
-                self._examples.append((split, i, len(grams)))
+                self._examples.append((split, i, len(grams), _numbers(w)))
 
     @classmethod
     def of(cls, evidence: GateEvidence, **params: Any) -> LeakIndex:
@@ -421,18 +421,26 @@ class LeakIndex:
             if hit is not None:
                 return hit
         counts: dict[int, int] = defaultdict(int)
+        numbers = _numbers(w)
         for gram in set(_grams(w, self.demo_ngram)):
             for example in self._postings.get(gram, ()):
                 counts[example] += 1
         best: tuple[float, int] | None = None
         for example, shared in counts.items():
+            # Templated tasks share most of their words: the same wording with other numbers is another task.
+            if self._examples[example][3] != numbers:
+                continue
             share = shared / self._examples[example][2]
             if share >= self.demo_overlap and (best is None or share > best[0]):
                 best = (share, example)
         if best is None:
             return None
-        split, i, _ = self._examples[best[1]]
+        split, i, _, _ = self._examples[best[1]]
         return LeakHit(split, i, 0, len(w), f"{best[0]:.0%} of the example's {self.demo_ngram}-grams")
+
+
+def _numbers(w: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t for t in w if any(ch.isdigit() for ch in t))
 
 
 def _grams(w: tuple[str, ...], n: int) -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""reflect on the real local model: evidence from really evaluating a plain QA workflow on six arithmetic
+"""reflect on the real local model: evidence from really evaluating the plain arithmetic seed on six
 train tasks, then one proposal with the same 0.5B model as the optimizer."""
 
 from __future__ import annotations
@@ -8,37 +8,20 @@ import time
 
 import pytest
 
-from agentforge.envs.registry import load_env
-from agentforge.evaluation.evaluator import aevaluate
 from agentforge.llm.gateway import Gateway
-from agentforge.optimizers.base import Allowance, Evidence
+from agentforge.optimizers.base import Allowance
 from agentforge.optimizers.reflect import ReflectOptimizer
 from agentforge.runtime.workflow import Workflow
-from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_evolve import arithmetic_evidence
 
 pytestmark = pytest.mark.local_model
-
-# A deliberately plain seed (a number, no reasoning): the 0.5B model solves some of these and fails others,
-# so every kind of option has material: solved runs for demos, failures for the rewrite, votable answers.
-PLAIN_QA = """
-version: 1
-name: plain-qa
-inputs: {question: str}
-outputs: {answer: float}
-defaults: {model: local, temperature: 0, max_tokens: 64}
-nodes:
-  - {id: ask, kind: agent, instruction: "Answer the question.", prompt: "Question: {question}",
-     inputs: [question], outputs: {answer: float}}
-"""
 
 
 async def test_reflect_proposes_valid_candidates_from_real_evidence_with_the_local_model(
         record_property: pytest.RecordProperty) -> None:
-    env = load_env("arithmetic")
-    train = [t.id for t in env.tasks("train")[:6]]
-    workflow = Workflow(spec_from_text(PLAIN_QA))
-    report = await aevaluate(workflow, env, task_ids=train, concurrency=2)
-    evidence = Evidence(env="arithmetic", results=tuple(report.results), train_ids=tuple(train))
+    # The plain seed (a number, no reasoning): the 0.5B model solves some of these and fails others, so
+    # every kind of option has material: solved runs for demos, failures for the rewrite, votable answers.
+    workflow, evidence = await arithmetic_evidence(6)
     assert len(evidence.results) == 6
 
     allowance = Allowance(calls=2)  # one rewrite, one choice
@@ -58,5 +41,5 @@ async def test_reflect_proposes_valid_candidates_from_real_evidence_with_the_loc
     assert allowance.used <= 2 and allowance.malformed <= allowance.used
     for candidate in candidates:
         assert candidate.parent_hash == workflow.spec.hash and candidate.change.author == "reflect"
-        assert candidate.change.nodes() == ("ask",)
+        assert candidate.change.nodes() == ("solve",)
         Workflow(candidate.spec)  # compiles

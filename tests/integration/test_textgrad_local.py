@@ -1,4 +1,4 @@
-"""textgrad on the real local model: evidence from really evaluating a plain QA workflow on four arithmetic
+"""textgrad on the real local model: evidence from really evaluating the plain arithmetic seed on four
 train tasks, then one proposal with the same 0.5B model computing the gradients and the update."""
 
 from __future__ import annotations
@@ -8,36 +8,19 @@ import time
 
 import pytest
 
-from agentforge.envs.registry import load_env
-from agentforge.evaluation.evaluator import aevaluate
 from agentforge.llm.gateway import Gateway
-from agentforge.optimizers.base import Allowance, Evidence
+from agentforge.optimizers.base import Allowance
 from agentforge.optimizers.textgrad import TextGradOptimizer
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.edits import SetComponent
-from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_evolve import arithmetic_evidence
 
 pytestmark = pytest.mark.local_model
-
-PLAIN_QA = """
-version: 1
-name: plain-qa
-inputs: {question: str}
-outputs: {answer: float}
-defaults: {model: local, temperature: 0, max_tokens: 64}
-nodes:
-  - {id: ask, kind: agent, instruction: "Answer the question.", prompt: "Question: {question}",
-     inputs: [question], outputs: {answer: float}}
-"""
 
 
 async def test_textgrad_proposes_from_real_arithmetic_evidence_or_says_why_not(
         record_property: pytest.RecordProperty) -> None:
-    env = load_env("arithmetic")
-    train = [t.id for t in env.tasks("train")[:4]]
-    workflow = Workflow(spec_from_text(PLAIN_QA))
-    report = await aevaluate(workflow, env, task_ids=train, concurrency=2)
-    evidence = Evidence(env="arithmetic", results=tuple(report.results), train_ids=tuple(train))
+    workflow, evidence = await arithmetic_evidence(4)
     assert len(evidence.results) == 4
 
     # two records, one gradient call each (the instruction), one update: small enough for 2 minutes
@@ -62,6 +45,6 @@ async def test_textgrad_proposes_from_real_arithmetic_evidence_or_says_why_not(
     for candidate in candidates:
         assert candidate.parent_hash == workflow.spec.hash and candidate.change.author == "textgrad"
         (edit,) = candidate.change.edits
-        assert isinstance(edit, SetComponent) and edit.name == "ask.instruction"
-        assert 0 < len(edit.value) <= 2000 and edit.value != "Answer the question."
+        assert isinstance(edit, SetComponent) and edit.name == "solve.instruction"
+        assert 0 < len(edit.value) <= 2000 and edit.value != workflow.spec.node("solve").instruction
         Workflow(candidate.spec)  # compiles

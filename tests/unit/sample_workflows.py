@@ -1,6 +1,9 @@
-"""Small workflow texts that many tests share: a one-node QA agent, a multi-turn policy, a fan-out/fan-in of tools."""
+"""Small workflow texts that many tests share: a one-node QA agent, a multi-turn policy, a fan-out/fan-in of
+tools, a draft guarded by a protected node; and :func:`instructed`, for one of them with an instruction."""
 
 from __future__ import annotations
+
+import yaml
 
 QA = """
 version: 1
@@ -40,3 +43,27 @@ edges:
   - {from: a, to: [b, c]}
   - {from: [b, c], to: d}
 """
+
+# A drafting agent, then a protected agent that passes the draft on and must stay as written.
+GUARDED = """
+version: 1
+name: guarded
+inputs: {question: str}
+outputs: {answer: str}
+nodes:
+  - {id: draft, kind: agent, instruction: Draft an answer., prompt: "Q: {question}", inputs: [question],
+     outputs: [draft]}
+  - {id: guard, kind: agent, instruction: "Refuse anything unsafe; otherwise pass the draft on.",
+     prompt: "Draft: {draft}", inputs: [draft], outputs: [answer], protected: true}
+edges:
+  - {from: draft, to: guard}
+"""
+
+
+def instructed(text: str, instruction: str) -> str:
+    """The workflow ``text`` with ``instruction`` given to each of its agent nodes."""
+    data = yaml.safe_load(text)
+    for node in data["nodes"]:
+        if node["kind"] == "agent":
+            node["instruction"] = instruction
+    return yaml.safe_dump(data, sort_keys=False)

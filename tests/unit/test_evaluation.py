@@ -18,18 +18,9 @@ from agentforge.llm.base import LLMRequest, RawCompletion
 from agentforge.llm.scripted import register_script
 from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_envs import QASession
 from tests.unit.sample_workflows import POLICY
 from tests.unit.sample_workflows import QA as QA_WORKFLOW
-
-
-class QASession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        assert self.task is not None
-        ok = action.strip() == str(self.task.answer)
-        return StepResult(observation=Observation(text="scored"), reward=float(ok), done=True)
 
 
 class QAEnv(Environment):

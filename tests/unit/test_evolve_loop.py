@@ -57,6 +57,7 @@ def test_evolve_finds_the_better_instruction_and_proves_it_on_held_out_tasks(mod
     assert result.best.parent is not None  # lineage: the best records its parent
     folder = result.folder
     assert (folder / "run.sqlite").is_file() and (folder / "best.yaml").is_file()
+    assert result.best.hash in (folder / "report.html").read_text(encoding="utf-8")
     assert load_spec(folder / "best.yaml").hash == result.best.hash
     assert {p.stem for p in (folder / "pool").glob("*.yaml")} == set(result.pool)
 
@@ -164,7 +165,7 @@ def test_rerunning_a_finished_evolve_makes_no_new_model_calls(model: Any) -> Non
     calls = _calls(log)
     second = _run(_config(name))
     assert _calls(log) == calls
-    assert second.spent["total"]["fresh_calls"] == 0
+    assert second.spent["total"]["fresh_calls"] == 0 and second.new_calls == 0
     assert second.best.hash == first.best.hash and second.best_test == first.best_test
 
 
@@ -174,6 +175,7 @@ def test_resuming_a_finished_run_replays_it_from_its_store(model: Any) -> None:
     calls = _calls(log)
     again = asyncio.run(aevolve(None, AddEnv(), None, resume=first.folder, memory=InMemoryStore(HashingEmbedder())))
     assert _calls(log) == calls and again.best.hash == first.best.hash and again.folder == first.folder
+    assert again.new_calls == 0 and first.new_calls > 0
 
 
 def test_bad_input_fails_before_a_run_folder_is_made(model: Any, tmp_path: Path) -> None:
@@ -190,3 +192,33 @@ def test_resuming_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(RunFolderError):
         asyncio.run(aevolve(None, None, None, resume=tmp_path / "elsewhere"))
+
+
+def test_no_held_out_task_reaches_a_proposer_prompt_a_memory_record_or_a_lesson(tmp_path: Path) -> None:
+    """With the real reflect optimizer asking a scripted optimizer model: every prompt it sent, every
+    memory record and every lesson is checked for val and test task ids and question texts."""
+    from agentforge.llm.scripted import ScriptedModel
+
+    register_script("leak-exec", executor())
+    proposer = register_script("leak-opt", ScriptedModel(default='{"choices": [0, 1, 2], "reason": "try them"}'))
+    proposer.on(r'"instruction"', '{"instruction": "Answer the question. CAREFUL"}')
+    try:
+        env = AddEnv()
+        memory = InMemoryStore(HashingEmbedder())
+        config = _config("scripted/leak-exec", optimizers=("reflect",), optimizer_model="scripted/leak-opt",
+                         budget=BudgetConfig(generations=3))
+        result = asyncio.run(aevolve(spec_from_text(SEED_WORKFLOW), env, config, memory=memory))
+    finally:
+        unregister_script("leak-exec")
+        unregister_script("leak-opt")
+    held_out = [t for s in ("val", "test") for t in env.tasks(s)]
+    prompts = [r.prompt_text() for r in proposer.calls]
+    assert prompts, "the optimizer model was never asked"
+    for task in held_out:
+        assert not any(task.inputs["question"] in p for p in prompts), task.id
+    train = {t.id for t in env.tasks("train")}
+    records = [h.record for h in memory.similar("what is", k=1000)]
+    assert records and result.generations >= 1
+    for record in records:
+        assert {record.task_id, *record.provenance.source_task_ids} - {None} <= train
+        assert not any(t.inputs["question"] in record.text for t in held_out)

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from agentforge.config import Settings, use_settings
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.errors import LLMError, RunFolderError
 from agentforge.evolve.config import BudgetConfig, EvolveConfig, SplitConfig
 from agentforge.evolve.events import (
@@ -34,6 +33,7 @@ from agentforge.llm.scripted import ScriptedModel, register_script, unregister_s
 from agentforge.memory.embeddings import HashingEmbedder
 from agentforge.memory.in_memory import InMemoryStore
 from agentforge.workflow.loader import spec_from_text
+from tests.unit.sample_evolve import AddEnv
 
 QA = """
 version: 1
@@ -51,34 +51,10 @@ REWRITE = ("Add the two numbers with care and answer with the digits of the sum 
            + " then check the sum once more before you reply to the question")
 
 
-class SumSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        assert self.task is not None
-        ok = action.strip() == str(self.task.answer)
-        return StepResult(observation=Observation(text="scored"), reward=float(ok), done=True,
-                          feedback="correct" if ok else f"wrong sum: got {action.strip()[:20]}")
-
-
-class SumEnv(Environment):
+def sum_env() -> AddEnv:
     """Add two numbers: 8 train, 8 val and 6 test tasks."""
-
-    name = "sums"
-
-    def __init__(self) -> None:
-        tasks, k = [], 0
-        for split, n in (("train", 8), ("val", 8), ("test", 6)):
-            for i in range(n):
-                a, b = 3 + k * 7 % 50, 2 + k * 3 % 40
-                tasks.append(Task(id=f"{split}{i}", split=split, inputs={"question": f"What is {a} plus {b}?"},
-                                  answer=a + b))
-                k += 1
-        super().__init__(tasks)
-
-    def session(self) -> SumSession:
-        return SumSession(self)
+    return AddEnv(8, 8, 6, numbers=lambda k: (3 + k * 7 % 50, 2 + k * 3 % 40), question="What is {a} plus {b}?",
+                  name="sums")
 
 
 def solver(request: LLMRequest) -> str:
@@ -129,7 +105,7 @@ def make_run(runs_dir: Path, name: str, *, kill_at: int | None) -> Path:
             raise Killed
 
     try:
-        evolve(spec_from_text(QA), SumEnv(), config, memory=InMemoryStore(HashingEmbedder()), on_event=on_event)
+        evolve(spec_from_text(QA), sum_env(), config, memory=InMemoryStore(HashingEmbedder()), on_event=on_event)
     except Killed:
         pass
     finally:

@@ -29,7 +29,8 @@ def test_readme_opens_with_exactly_the_two_commands() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
     assert lines[:6] == [
         "# agentforge", "", "```sh",
-        "make demo   # set up .venv with the local model, run workflows/math_code.yaml on it, print the answer",
+        "make demo   # set up .venv with the local model, evolve a plain workflow on it, print seed vs best on "
+        "held-out tasks",
         "make test   # install the dev tools, run ruff and every test (unit + real local model integration)",
         "```",
     ]

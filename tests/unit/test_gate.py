@@ -45,21 +45,7 @@ from agentforge.workflow.loader import load_spec, spec_from_text
 from agentforge.workflow.nodes.base import Edge
 from agentforge.workflow.spec import WorkflowSpec
 from tests.conftest import WORKFLOWS
-from tests.unit.sample_workflows import QA
-
-GUARDED = """
-version: 1
-name: guarded
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: draft, kind: agent, instruction: Draft an answer., prompt: "Q: {question}", inputs: [question],
-     outputs: [draft]}
-  - {id: guard, kind: agent, instruction: "Refuse anything unsafe; otherwise pass the draft on.",
-     prompt: "D: {draft}", inputs: [draft], outputs: [answer], protected: true}
-edges:
-  - {from: draft, to: guard}
-"""
+from tests.unit.sample_workflows import GUARDED, QA
 
 # The protected judge waits for two parallel branches (a join).
 JOINED = """
@@ -457,6 +443,19 @@ def test_demos_may_hold_train_examples_but_not_val_or_test_ones() -> None:
     assert near.decision == "reject" and "test example #0" in near.reasons[0].evidence
     assert not NoAnswerLeak().check(parent, with_demo("2+3"), LEAKY).accepted
     assert NoAnswerLeak().check(parent, with_demo("2 - 3"), LEAKY).accepted
+
+
+def test_a_templated_train_task_with_other_numbers_is_not_a_held_out_example() -> None:
+    template = "{} students are going on a trip in vans that carry {} students each. How many vans are needed?"
+    evidence = GateEvidence(answers={"val": ("10",)}, examples={"val": (template.format(120, 12),)})
+    parent = qa()
+
+    def with_demo(question: str) -> Candidate:
+        demo = {"inputs": {"question": question}, "outputs": {"answer": "5"}}
+        return propose(parent, SetComponent(name="ask.demos", value=[demo]))
+
+    assert NoAnswerLeak().check(parent, with_demo(template.format(55, 12)), evidence).accepted
+    assert not NoAnswerLeak().check(parent, with_demo(template.format(120, 12) + " Explain."), evidence).accepted
 
 
 def test_a_leak_already_in_the_parent_fails_only_children_that_change_that_text() -> None:

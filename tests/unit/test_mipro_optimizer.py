@@ -1,7 +1,8 @@
 """The ``mipro`` optimizer: DSPy's MIPROv2 on the scripted model, trials run through a real train scorer.
 
-The environment asks additions; the scripted executor answers right when the node's instruction says
-CAREFUL (else only for every third task, never with WORSE), so there is a better instruction to find.
+The environment asks additions; the scripted executor (tests/unit/sample_evolve.py) answers right when the
+node's instruction says CAREFUL (else only for every third task, never with WORSE), so there is a better
+instruction to find.
 The scripted proposer answers DSPy's JSON prompts; its instruction proposals come from a fixed menu.
 """
 
@@ -11,16 +12,14 @@ import gc
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.errors import InputError
 from agentforge.evaluation.evaluator import aevaluate
-from agentforge.evaluation.report import TaskResult
 from agentforge.llm.base import LLMRequest
 from agentforge.llm.gateway import Gateway
 from agentforge.llm.scripted import ScriptedModel, register_script, unregister_script
@@ -31,20 +30,7 @@ from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.edits import SetComponent
 from agentforge.workflow.loader import spec_from_text
 from agentforge.workflow.spec import WorkflowSpec
-
-ADDER = """
-version: 1
-name: adder
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - id: ask
-    kind: agent
-    instruction: Answer the question.
-    prompt: "Q: {question}"
-    inputs: [question]
-    outputs: [answer]
-"""
+from tests.unit.sample_evolve import SEED_WORKFLOW, AddEnv, TrainScorer, executor
 
 TYPED = """
 version: 1
@@ -56,36 +42,6 @@ nodes:
   - {id: guard, kind: agent, protected: true, instruction: Check., inputs: [question, total],
      outputs: {ok: bool}}
 """
-
-
-class AddSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        assert self.task is not None
-        ok = action.strip() == str(self.task.answer)
-        return StepResult(observation=Observation(text="scored"), reward=float(ok), done=True,
-                          feedback="right" if ok else "wrong")
-
-
-class AddEnv(Environment):
-    name = "add"
-
-    def __init__(self) -> None:
-        tasks = [Task(id=f"{split}{k}", split=split, inputs={"question": f"what is {k} + {k + 1}?"}, answer=2 * k + 1)
-                 for k, split in enumerate(["train"] * 12 + ["val"] * 4 + ["test"] * 4)]
-        super().__init__(tasks)
-
-    def session(self) -> AddSession:
-        return AddSession(self)
-
-
-def executor(request: LLMRequest) -> str:
-    a, b = (int(x) for x in re.findall(r"what is (\d+) \+ (\d+)\?", request.prompt_text())[-1])
-    text = request.messages[0].content if request.messages[0].role == "system" else ""
-    right = "WORSE" not in text and ("CAREFUL" in text or a % 3 == 0)
-    return str(a + b if right else a + b + 1)
 
 
 # MIPRO keeps the parent's instruction as candidate 0 in place of the first proposal, so that one is filler.
@@ -108,26 +64,9 @@ def proposer(instruction: Callable[[int], str] | None = None) -> Callable[[LLMRe
     return reply
 
 
-class TrainScorer:
-    """The evolve loop's contract, on the real evaluator: train ids only (anything else refused), all recorded."""
-
-    def __init__(self, env: Environment, gateway: Gateway, model: str, train: Sequence[str]) -> None:
-        self.env, self.gateway, self.model, self.train = env, gateway, model, set(train)
-        self.seen: list[str] = []
-
-    async def ascore(self, spec: WorkflowSpec, task_ids: Sequence[str]) -> list[TaskResult]:
-        self.seen.extend(task_ids)
-        refused = [t for t in task_ids if t not in self.train]
-        if refused:
-            raise InputError(f"not train tasks: {refused}")
-        report = await aevaluate(Workflow(spec, gateway=self.gateway), self.env, task_ids=list(task_ids),
-                                 concurrency=2, model=self.model)
-        return report.results
-
-
 @pytest.fixture
 def models() -> Any:
-    executor_model = register_script("mipro_exec", ScriptedModel(default=executor))
+    executor_model = register_script("mipro_exec", executor())
     proposer_model = register_script("mipro_prop", ScriptedModel(default=proposer()))
     yield executor_model, proposer_model
     unregister_script("mipro_exec")
@@ -135,10 +74,10 @@ def models() -> Any:
 
 
 async def setup(gateway: Gateway) -> tuple[AddEnv, WorkflowSpec, Evidence, TrainScorer]:
-    env = AddEnv()
-    spec = spec_from_text(ADDER)
+    env = AddEnv(train=12, val=4, test=4)
+    spec = spec_from_text(SEED_WORKFLOW)
     train = [t.id for t in env.tasks("train")]
-    scorer = TrainScorer(env, gateway, "scripted/mipro_exec", train)
+    scorer = TrainScorer(env, gateway, train, model="scripted/mipro_exec")
     seen = await aevaluate(Workflow(spec, gateway=gateway), env, task_ids=train[:4], model="scripted/mipro_exec")
     evidence = Evidence(env="add", results=tuple(seen.results), train_ids=tuple(train), scorer=scorer)
     return env, spec, evidence, scorer
@@ -333,7 +272,7 @@ async def test_nothing_to_optimise_or_no_scorer_is_said_not_raised(models: Any) 
     opt = optimizer(gateway)
     assert await opt.apropose(parent, evidence.model_copy(update={"scorer": None}), Allowance(calls=50)) == []
     assert opt.last_stats.why_none is not None and "scorer" in opt.last_stats.why_none
-    locked = spec_from_text(ADDER.replace("kind: agent", "kind: agent\n    protected: true"))
+    locked = spec_from_text(SEED_WORKFLOW.replace("kind: agent", "kind: agent\n    protected: true"))
     assert await opt.apropose(locked, evidence, Allowance(calls=50)) == []
     assert opt.last_stats.why_none is not None and "agent node" in opt.last_stats.why_none
 

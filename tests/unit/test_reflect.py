@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from agentforge.envs.base import Environment, LocalSession, Observation, StepResult, Task
 from agentforge.errors import InputError
 from agentforge.evaluation.evaluator import aevaluate
 from agentforge.llm.base import LLMRequest
 from agentforge.llm.gateway import Gateway
-from agentforge.llm.scripted import ScriptedModel, register_script, unregister_script
+from agentforge.llm.scripted import ScriptedModel
 from agentforge.memory.base import Experience, Hit
 from agentforge.optimizers._menu import HINT_PREFIX
 from agentforge.optimizers.base import Allowance, Evidence
@@ -27,69 +26,23 @@ from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.edits import SetComponent, SetSampling
 from agentforge.workflow.loader import spec_from_text
 from agentforge.workflow.spec import Candidate, WorkflowSpec
+from tests.conftest import fresh_script
+from tests.unit import sample_workflows
+from tests.unit.sample_evolve import AddEnv, add_task
+from tests.unit.sample_workflows import GUARDED, instructed
 
-QA = """
-version: 1
-name: qa
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: ask, kind: agent, instruction: "Answer the question.", prompt: "Q: {question}",
-     inputs: [question], outputs: [answer]}
-"""
-
-# A drafting agent, then a protected agent that must stay as written.
-GUARDED = """
-version: 1
-name: guarded
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: draft, kind: agent, prompt: "Q: {question}", inputs: [question], outputs: [draft]}
-  - {id: final, kind: agent, protected: true, instruction: "Copy the draft.", prompt: "Draft: {draft}",
-     inputs: [draft], outputs: [answer]}
-edges:
-  - {from: draft, to: final}
-"""
-
-# The first output is long prose: n samples could not vote on it.
-ESSAY = """
-version: 1
-name: essay
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: ask, kind: agent, prompt: "Q: {question}", inputs: [question], outputs: [answer]}
-"""
+QA = instructed(sample_workflows.QA, "Answer the question.")
+ESSAY = sample_workflows.QA  # the essay solver makes its first output long prose: n samples could not vote on it
 
 PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12)]
 
 
-class SumSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        assert self.task is not None
-        ok = action.strip() == str(self.task.answer)
-        feedback = "correct" if ok else f"the sum was wrong: got {action.strip()[:20]}"
-        return StepResult(observation=Observation(text="scored"), reward=float(ok), done=True, feedback=feedback)
-
-
-class SumEnv(Environment):
+def sum_env() -> AddEnv:
     """Six train tasks (add two numbers) and two test tasks the optimizer must never see."""
-
-    name = "sums"
-
-    def __init__(self) -> None:
-        tasks = [Task(id=f"tr{i}", split="train", inputs={"question": f"What is {a} plus {b}?"}, answer=a + b)
-                 for i, (a, b) in enumerate(PAIRS)]
-        tasks += [Task(id=f"te{i}", split="test", inputs={"question": f"What is {a} plus {a}?"}, answer=2 * a)
-                  for i, a in enumerate((40, 50))]
-        super().__init__(tasks)
-
-    def session(self) -> SumSession:
-        return SumSession(self)
+    asked = "What is {a} plus {b}?"
+    train = [add_task(f"tr{i}", "train", a, b, asked) for i, (a, b) in enumerate(PAIRS)]
+    test = [add_task(f"te{i}", "test", a, a, asked) for i, a in enumerate((40, 50))]
+    return AddEnv(tasks=train + test, name="sums")
 
 
 def solver(request: LLMRequest) -> str:
@@ -109,17 +62,14 @@ def essay_solver(request: LLMRequest) -> str:
 @pytest.fixture
 def models() -> Iterator[tuple[str, ScriptedModel, str, ScriptedModel]]:
     """(executor model name, executor, optimizer model name, optimizer), each a fresh scripted model."""
-    names = [f"reflect-exec-{id(object())}", f"reflect-opt-{id(object())}"]
-    executor = register_script(names[0], ScriptedModel(default=solver))
-    optimizer = register_script(names[1], ScriptedModel())
-    yield f"scripted/{names[0]}", executor, f"scripted/{names[1]}", optimizer
-    for name in names:
-        unregister_script(name)
+    with fresh_script("reflect-exec") as (exec_model, executor), fresh_script("reflect-opt") as (opt_model, opt):
+        executor.default = solver
+        yield exec_model, executor, opt_model, opt
 
 
 async def gather(text: str, model: str, lessons: tuple[str, ...] = ()) -> tuple[WorkflowSpec, Evidence]:
     spec = spec_from_text(textwrap.dedent(text))
-    report = await aevaluate(Workflow(spec), SumEnv(), split="train", model=model, concurrency=1)
+    report = await aevaluate(Workflow(spec), sum_env(), split="train", model=model, concurrency=1)
     hits = tuple(Hit(record=Experience(kind="lesson", text=t, env="sums"), distance=0.1) for t in lessons)
     return spec, Evidence(env="sums", results=tuple(report.results), lessons=hits, train_ids=tuple(
         r.task_id for r in report.results))
@@ -271,7 +221,7 @@ async def test_a_checked_rewrite_is_offered_and_keeps_the_hint_paragraph(models:
     assert instruction(candidates[0]) == good + "\n\nHint: Keep the answer short and precise."
     # The rewrite prompt showed failing runs only, each with its feedback, and no test task.
     rewrite_prompt = opt.calls[0].messages[-1].content
-    assert "What is 3 plus 4?" in rewrite_prompt and "the sum was wrong" in rewrite_prompt
+    assert "What is 3 plus 4?" in rewrite_prompt and "expected 7, got 8" in rewrite_prompt
     assert "What is 1 plus 2?" not in rewrite_prompt and "40 plus 40" not in rewrite_prompt
 
 
@@ -293,7 +243,7 @@ async def test_no_allowance_still_yields_menu_candidates_without_a_call(models: 
 async def test_protected_nodes_are_never_touched(models: Any) -> None:
     exec_model, _, opt_model, opt = models
     parent, evidence = await gather(GUARDED, exec_model)
-    assert evidence.records("final")  # the protected node ran and has evidence
+    assert evidence.records("guard")  # the protected node ran and has evidence
     opt.on("Rewrite the instruction", json.dumps({"instruction": "Check the sum twice before you answer it."}))
     opt.on("Possible changes", lambda r: json.dumps({"choices": list(menu_of(r)), "reason": "all"}))
     reflect = optimizer(opt_model, candidates=32, rewrites=2)
@@ -301,8 +251,8 @@ async def test_protected_nodes_are_never_touched(models: Any) -> None:
     assert len(candidates) > 5
     for candidate in candidates:
         assert candidate.change.nodes() == ("draft",)
-        assert candidate.spec.node("final") == parent.node("final")
-    assert all("[final]" not in line for line in menu_of(opt.calls[-1]).values())
+        assert candidate.spec.node("guard") == parent.node("guard")
+    assert all("[guard]" not in line for line in menu_of(opt.calls[-1]).values())
 
 
 async def test_sampling_is_offered_only_where_answers_can_vote(models: Any) -> None:

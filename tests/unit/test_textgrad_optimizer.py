@@ -4,7 +4,6 @@ bounded context, survival of bad replies, multi-turn episodes, determinism, and 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import random
 import subprocess
@@ -23,7 +22,7 @@ from agentforge.errors import InputError, LLMError
 from agentforge.evaluation.evaluator import aevaluate
 from agentforge.llm.base import LLMRequest
 from agentforge.llm.gateway import Gateway
-from agentforge.llm.scripted import ScriptedModel, register_script, unregister_script
+from agentforge.llm.scripted import ScriptedModel
 from agentforge.optimizers._textgrad_engine import Halt, load_textgrad, make_engine
 from agentforge.optimizers.base import Allowance, Evidence, Optimizer
 from agentforge.optimizers.registry import optimizer_class
@@ -32,6 +31,10 @@ from agentforge.runtime.workflow import Workflow
 from agentforge.workflow.edits import SetComponent
 from agentforge.workflow.loader import spec_from_text
 from agentforge.workflow.spec import WorkflowSpec
+from tests.conftest import fresh_script
+from tests.unit import sample_workflows
+from tests.unit.sample_evolve import AddEnv
+from tests.unit.sample_workflows import instructed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,24 +65,8 @@ edges:
   - {from: write, to: run}
 """
 
-QA = """
-version: 1
-name: qa
-inputs: {question: str}
-outputs: {answer: str}
-nodes:
-  - {id: ask, kind: agent, instruction: "Answer.", prompt: "Q: {question}", inputs: [question], outputs: [answer]}
-"""
-
-POLICY = """
-version: 1
-name: policy
-inputs: {goal: str, observation: str, history: str}
-outputs: {action: str}
-nodes:
-  - {id: act, kind: agent, instruction: "Act.", prompt: "{goal}\\nNow: {observation}\\nSo far:\\n{history}",
-     inputs: [goal, observation, history], outputs: [action]}
-"""
+QA = instructed(sample_workflows.QA, "Answer.")
+POLICY = instructed(sample_workflows.POLICY, "Act.")
 
 GRADIENT = r"following role: <ROLE> "  # textgrad's backward prompt names the variable's role so
 UPDATE = r"variable you will improve: <ROLE>"  # and its TGD update prompt so
@@ -89,26 +76,10 @@ def tagged(text: str) -> str:
     return f"<IMPROVED_VARIABLE>{text}</IMPROVED_VARIABLE>"
 
 
-class SumSession(LocalSession):
-    def _reset(self, task: Task) -> Observation:
-        return Observation(text=task.inputs["question"], fields=dict(task.inputs))
-
-    def _step(self, action: str) -> StepResult:
-        assert self.task is not None
-        ok = action.strip() == str(self.task.answer)
-        return StepResult(observation=Observation(text="scored"), reward=float(ok), done=True,
-                          feedback="correct" if ok else f"expected {self.task.answer}, got {action.strip()}")
-
-
-class SumEnv(Environment):
-    name = "sums"
-
-    def __init__(self, n: int = 2, pad: int = 0) -> None:
-        super().__init__([Task(id=f"t{k}", split="train", inputs={"question": f"{k}+{k}?" + " please" * pad},
-                               answer=2 * k) for k in range(n)])
-
-    def session(self) -> SumSession:
-        return SumSession(self)
+def sums(n: int = 2, pad: int = 0) -> AddEnv:
+    """``n`` train tasks, the k-th asking for k+k, each question padded with " please" ``pad`` times."""
+    return AddEnv(train=n, val=0, test=0, numbers=lambda k: (k, k), question="{a}+{b}?" + " please" * pad,
+                  name="sums")
 
 
 class DoorSession(LocalSession):
@@ -137,16 +108,11 @@ class DoorEnv(Environment):
         return DoorSession(self)
 
 
-_names = itertools.count()
-
-
 @pytest.fixture
 def optimizer_model() -> Iterator[tuple[str, ScriptedModel]]:
     """The optimizer's own scripted model (the `scripted` fixture answers for the workflow)."""
-    name = f"textgrad{next(_names)}"
-    model = register_script(name, ScriptedModel())
-    yield f"scripted/{name}", model
-    unregister_script(name)
+    with fresh_script("textgrad") as pair:
+        yield pair
 
 
 async def evidence(text: str, env: Environment, model: str) -> tuple[WorkflowSpec, Evidence]:
@@ -167,7 +133,7 @@ async def test_credit_reaches_the_upstream_node_whose_draft_the_last_node_only_c
         scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.on("Copy the number", "5").on("Solve it", "five")
-    spec, ev = await evidence(TWO, SumEnv(), model)
+    spec, ev = await evidence(TWO, sums(), model)
     name, opt = optimizer_model
     opt.on(GRADIENT + "output of the 'solve'", "The draft spells the number in words; it must be the sum in digits.")
     opt.on(GRADIENT + r"instruction \(system prompt\) of the 'solve'", "Ask for the sum, written in digits.")
@@ -198,7 +164,7 @@ async def test_a_failing_code_step_hands_its_error_to_the_agent_that_wrote_the_c
         scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.on("Write code", "```python\nprint(1/0)\n```")
-    spec, ev = await evidence(CODE, SumEnv(n=1), model)
+    spec, ev = await evidence(CODE, sums(n=1), model)
     assert ev.results[0].failure is not None and ev.results[0].failure.node == "run"
     name, opt = optimizer_model
     opt.on(GRADIENT, "Tell the model to print the sum of the two numbers.")
@@ -217,7 +183,7 @@ async def test_new_instruction_and_template_become_edits_and_a_template_losing_i
         scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.default = "seven"
-    spec, ev = await evidence(QA, SumEnv(), model)
+    spec, ev = await evidence(QA, sums(), model)
     name, opt = optimizer_model
     opt.on(GRADIENT, "Ask for digits.")
     opt.on(UPDATE + "instruction", tagged("Answer with the number in digits."))
@@ -237,7 +203,7 @@ async def test_new_instruction_and_template_become_edits_and_a_template_losing_i
 async def test_calls_never_exceed_the_allowance(scripted: Any, optimizer_model: Any, calls: int) -> None:
     model, script = scripted
     script.default = "seven"
-    spec, ev = await evidence(QA, SumEnv(n=4), model)
+    spec, ev = await evidence(QA, sums(n=4), model)
     name, opt = optimizer_model
     opt.on(GRADIENT, "Ask for digits.")
     opt.on(UPDATE, tagged("Answer in digits."))
@@ -282,7 +248,7 @@ async def test_two_hundred_records_give_the_same_bounded_prompts_as_twenty(scrip
     largest, used, records = [], [], []
     for n in (20, 200):
         opt.calls.clear()
-        spec, ev = await evidence(QA, SumEnv(n=n, pad=300), model)
+        spec, ev = await evidence(QA, sums(n=n, pad=300), model)
         tg = optimizer(name, candidates=1)
         allowance = Allowance(calls=500)
         await tg.apropose(spec, ev, allowance)
@@ -301,7 +267,7 @@ async def test_malformed_empty_overlong_bare_and_echoing_updates_are_counted_and
         scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.default = "seven"
-    spec, ev = await evidence(QA, SumEnv(pad=8), model)  # questions end in "please" eight times
+    spec, ev = await evidence(QA, sums(pad=8), model)  # questions end in "please" eight times
     name, opt = optimizer_model
     opt.on(GRADIENT, "Ask for digits.")
     opt.on(UPDATE, ["I would say: answer in digits", tagged("   "), tagged("x " * 40), tagged("{answer: 120}"),
@@ -342,7 +308,7 @@ async def test_same_seed_gives_the_same_candidates_and_a_rerun_replays_from_the_
         scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.on("Copy the number", "5").on("Solve it", "five")
-    spec, ev = await evidence(TWO, SumEnv(n=4), model)
+    spec, ev = await evidence(TWO, sums(n=4), model)
     name, opt = optimizer_model
     opt.default = lambda request: f"feedback {request.seed}"  # the reply depends on the seed sent
     opt.on(UPDATE, lambda request: tagged(f"Solve it, seed {request.seed}."))
@@ -362,7 +328,7 @@ async def test_protected_nodes_pass_credit_on_but_are_never_rewritten(scripted: 
     model, script = scripted
     script.on("Copy the number", "5").on("Solve it", "five")
     protected = TWO.replace("id: format, kind: agent,", "id: format, kind: agent, protected: true,")
-    spec, ev = await evidence(protected, SumEnv(), model)
+    spec, ev = await evidence(protected, sums(), model)
     name, opt = optimizer_model
     opt.on(GRADIENT, "Use digits.")
     opt.on(UPDATE, tagged("Solve it in digits."))
@@ -377,7 +343,7 @@ async def test_protected_nodes_pass_credit_on_but_are_never_rewritten(scripted: 
 async def test_a_model_error_is_not_swallowed(scripted: Any, optimizer_model: Any) -> None:
     model, script = scripted
     script.default = "seven"
-    spec, ev = await evidence(QA, SumEnv(), model)
+    spec, ev = await evidence(QA, sums(), model)
     name, opt = optimizer_model
     opt.default = LLMError("the optimizer model is down")
     with pytest.raises(LLMError, match="down"):
