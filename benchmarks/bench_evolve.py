@@ -72,18 +72,22 @@ class Suite:
     multi_turn: bool
     val: int | None  # full-run defaults (None: the whole split)
     test: int | None
+    minibatch: int
 
 
 SUITES: dict[str, Suite] = {
-    "arithmetic": Suite("arithmetic", "arithmetic", "workflows/arithmetic_plain.yaml", False, 40, 40),
-    "bigbench": Suite("bigbench", "bigbench_general_knowledge", "workflows/bigbench_plain.yaml", False, None, None),
-    # An episode is up to max(30, 4 x shortest path) calls: 20 val and 20 test episodes keep a row to hours.
-    "maze": Suite("maze", "maze", "workflows/maze_plain.yaml", True, 20, 20),
+    "arithmetic": Suite("arithmetic", "arithmetic", "workflows/arithmetic_plain.yaml", False, 40, 40, 8),
+    "bigbench": Suite("bigbench", "bigbench_general_knowledge", "workflows/bigbench_plain.yaml", False, None, None, 8),
+    # An episode is up to max(30, 4 x shortest path) calls (47 on average for the plain seed, which rarely reaches
+    # the goal), each a few seconds: 10 val and 10 test episodes keep a row to a few hours.
+    "maze": Suite("maze", "maze", "workflows/maze_plain.yaml", True, 10, 10, 4),
 }
+# --quick runs the maze suite on 3x3 mazes (at most 30 moves each) instead of envs/maze.yaml's 5x5 to 9x9.
+QUICK_MAZE_SIZES = (3,)
 
 # --quick: a smoke run of the whole path, too small for its verdicts to mean anything.
 QUICK = {"single": {"train": 8, "val": 6, "test": 6, "minibatch": 4, "candidates": 2},
-         "multi": {"train": 4, "val": 4, "test": 4, "minibatch": 2, "candidates": 1}}
+         "multi": {"train": 2, "val": 2, "test": 2, "minibatch": 1, "candidates": 1}}
 QUICK_OPTIONS: dict[str, dict[str, Any]] = {
     "reflect": {"candidates": 2},
     "textgrad": {"candidates": 1, "max_records": 3},
@@ -222,7 +226,14 @@ def run_row(cfg: dict[str, Any]) -> dict[str, Any]:
     optimizer_log = _OptimizerLog()
     optimizer_log.install()
     settings = get_settings()
-    splits = SplitConfig(train=cfg["train"], val=cfg["val"], test=cfg["test"], min_train=2, min_val=4, min_test=4)
+    least = min(4, cfg["val"] or 4, cfg["test"] or 4)
+    splits = SplitConfig(train=cfg["train"], val=cfg["val"], test=cfg["test"], min_train=2, min_val=least,
+                         min_test=least)
+    env: Any = suite.env
+    if cfg.get("maze_sizes"):
+        from agentforge.envs.games.maze import MazeEnv
+
+        env = MazeEnv(num_tasks=60, seed=0, splits={"train": 0.6, "val": 0.2, "test": 0.2}, sizes=cfg["maze_sizes"])
     config = EvolveConfig(
         optimizers=(cfg["optimizer"],), optimizer_options={cfg["optimizer"]: cfg["options"]} if cfg["options"] else {},
         optimizer_model="local", seed=cfg["seed"], splits=splits, minibatch=cfg["minibatch"],
@@ -230,14 +241,15 @@ def run_row(cfg: dict[str, Any]) -> dict[str, Any]:
         budget=BudgetConfig(generations=cfg["generations"], calls_per_proposal=cfg["calls_per_proposal"]),
         runs_dir=settings.home / "runs")
     started = time.perf_counter()
-    result = asyncio.run(aevolve(ROOT / suite.workflow, suite.env, config, on_event=tally))
+    result = asyncio.run(aevolve(ROOT / suite.workflow, env, config, on_event=tally))
     wall = time.perf_counter() - started
     c = result.test_comparison
     spent = result.spent
     roles = {role: {k: spent[role][k] for k in ("calls", "fresh_calls", "tokens", "seconds")}
              for role in ("executor", "optimizer", "total")}
     return {
-        "suite": suite.name, "optimizer": cfg["optimizer"], "quick": cfg["quick"], "env": suite.env,
+        "suite": suite.name, "optimizer": cfg["optimizer"], "quick": cfg["quick"],
+        "env": suite.env + (f" (sizes {cfg['maze_sizes']})" if cfg.get("maze_sizes") else ""),
         "workflow": suite.workflow, "multi_turn": suite.multi_turn, "splits": tally.splits,
         "config": {k: cfg[k] for k in ("generations", "minibatch", "candidates", "seed", "calls_per_proposal",
                                        "options")} | {"patience": config.patience,
@@ -278,9 +290,10 @@ def _optimizer_said(row: dict[str, Any]) -> str:
     """The optimizer's own last word on a proposal that came to nothing, from its log events."""
     for event in reversed(row.get("optimizer_log") or []):
         name = event.get("event", "")
-        if name.endswith((".none", ".nothing_to_do")):
-            return f"{name}: {event.get('why') or event.get('reason') or ''}"[:160]
-        if name.endswith((".done", ".proposed")):
+        reason = event.get("why") or event.get("why_none") or event.get("reason")
+        if reason and name.startswith(("reflect.", "textgrad.", "mipro.")):
+            return f"{name}: {reason}"[:160]
+        if name in ("reflect.proposed", "textgrad.proposed", "mipro.done"):
             keys = [k for k in ("stopped", "candidates", "proposed", "lm_calls", "calls", "menu", "chosen_by",
                                 "rewrites_rejected") if k in event]
             return f"{name}: " + ", ".join(f"{k}={event[k]}" for k in keys)[:160]
@@ -374,8 +387,10 @@ def row_config(suite: Suite, optimizer: str, args: argparse.Namespace) -> dict[s
         options = dict(QUICK_OPTIONS.get(optimizer, {}))
     else:
         train, val, test = args.train, args.val or suite.val, args.test or suite.test
-        minibatch, candidates, options = args.minibatch, args.candidates, {}
+        minibatch, candidates, options = args.minibatch or suite.minibatch, args.candidates, {}
+    maze_sizes = list(QUICK_MAZE_SIZES) if args.quick and suite.name == "maze" else None
     return {"suite": suite.name, "optimizer": optimizer, "quick": args.quick, "seed": args.seed,
+            "maze_sizes": maze_sizes,
             "generations": 1 if args.quick and args.generations is None else (args.generations or TARGET_GENERATIONS),
             "train": train, "val": val, "test": test, "minibatch": minibatch, "candidates": candidates,
             "calls_per_proposal": args.calls_per_proposal, "options": options}
@@ -470,10 +485,11 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=None,
                         help=f"generations per run (default {TARGET_GENERATIONS}; 1 with --quick)")
     parser.add_argument("--val", type=int, default=None, help="val tasks (default per suite: arithmetic 40, "
-                                                              "bigbench all 19, maze 20)")
+                                                              "bigbench all 19, maze 10)")
     parser.add_argument("--test", type=int, default=None, help="test tasks (default per suite, as --val)")
     parser.add_argument("--train", type=int, default=None, help="train tasks (default: the whole split)")
-    parser.add_argument("--minibatch", type=int, default=8)
+    parser.add_argument("--minibatch", type=int, default=None, help="train tasks per generation (default per "
+                                                                   "suite: 8, maze 4)")
     parser.add_argument("--candidates", type=int, default=3, help="candidates per optimizer per generation")
     parser.add_argument("--calls-per-proposal", type=int, default=None,
                         help="optimizer allowance per proposal (default: each optimizer's own)")
